@@ -1,0 +1,40 @@
+"""The bus contract: deliver other services' events to a handler, exactly once in effect.
+
+Same handler code in both modes: a handler gets an envelope and returns writes for the
+consumer's own store. The bus commits them together with a tracking record, so a redelivered
+event changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from shared.envelope import Envelope
+from shared.store import EventStore, Write
+
+Handler = Callable[[Envelope], Awaitable[Sequence[Write]]]
+
+
+class Bus(Protocol):
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: EventStore) -> None:
+        """Feed every event of the `sources` services to `handler`, forever (until cancelled).
+
+        `consumer` names the consuming service; its writes and tracking go to `store`.
+        """
+        ...
+
+    def lag(self) -> dict[str, int]:
+        """Events known to exist but not yet handled, per source (best effort)."""
+        ...
+
+
+def tracking_name(consumer: str, source: str) -> str:
+    return f"{consumer}<-{source}"

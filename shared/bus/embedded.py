@@ -1,0 +1,79 @@
+"""The embedded bus: a checkpointed catch-up subscription on each producing service's store log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from shared.bus.base import Handler, tracking_name
+from shared.consumer import DeadLettered, RetryPolicy, deliver
+from shared.store import EventStore, StoreUnavailable
+
+log = logging.getLogger("lynchpin.bus")
+
+
+class EmbeddedBus:
+    """Reads the sources' stores directly. `sources` maps a service name to its (opened) store."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, EventStore],
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        page: int = 500,
+        poll: float = 0.5,
+    ) -> None:
+        self.sources = dict(sources)
+        self.retry = retry
+        self.page = page
+        self.poll = poll
+        self._lag: dict[str, int] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def lag(self) -> dict[str, int]:
+        return dict(self._lag)
+
+    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: EventStore) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for source in sources:
+                tasks.create_task(self._follow(consumer, source, handler, store))
+
+    async def _follow(self, consumer: str, source: str, handler: Handler, store: EventStore) -> None:
+        name = tracking_name(consumer, source)
+        log_store = self.sources[source]
+        while True:
+            try:
+                at = await store.checkpoint(name)
+                while True:
+                    page = await log_store.read_all(after=at, limit=self.page)
+                    self._lag[source] = len(page)
+                    if not page:
+                        await log_store.wait_for_append(self.poll)
+                        continue
+                    for env in page:
+                        try:
+                            await deliver(
+                                env,
+                                consumer=name,
+                                handler=handler,
+                                store=store,
+                                checkpoint=env.checkpoint,
+                                retry=self.retry,
+                            )
+                        except DeadLettered as dead:
+                            log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
+                        at = env.checkpoint
+                    self._lag[source] = 0
+            except StoreUnavailable as e:
+                log.warning("%s: store unavailable, retrying: %s", name, e)
+                await asyncio.sleep(self.poll)

@@ -1,0 +1,86 @@
+"""Deliver one input event to a handler and commit its effects exactly once.
+
+Shared by both bus modes. Concurrency conflicts are retried at once (the handler reloads);
+other failures are retried with backoff, then dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.bus.base import Handler
+from shared.envelope import Checkpoint, Envelope
+from shared.events import EventDeadLettered
+from shared.store import Committed, ConcurrencyError, EventStore, StoreUnavailable, Tracking, Write
+
+log = logging.getLogger("lynchpin.consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+    conflict_retries: int = 50
+
+
+class DeadLettered(Exception):
+    """Raised after an event was set aside; carries the dead-letter record."""
+
+    def __init__(self, record: EventDeadLettered) -> None:
+        super().__init__(record.reason)
+        self.record = record
+
+
+async def deliver(
+    env: Envelope,
+    *,
+    consumer: str,
+    handler: Handler,
+    store: EventStore,
+    checkpoint: Checkpoint | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+) -> Committed:
+    """Run `handler` on `env` and commit its writes with a tracking record in `store`.
+
+    Returns the commit (`duplicate` when the event was handled before). After `retry.attempts`
+    failures the event is recorded as dead-lettered in the consumer's store and `DeadLettered`
+    is raised so that the bus can also publish it where its mode keeps dead letters.
+    StoreUnavailable is never dead-lettered: the store being down is not the event's fault.
+    """
+    tracking = Tracking(consumer, env.id, checkpoint)
+    failures = 0
+    conflicts = 0
+    delay = retry.first_delay
+    while True:
+        try:
+            writes = await handler(env)
+            return await store.commit(writes, tracking=tracking)
+        except ConcurrencyError:
+            conflicts += 1
+            if conflicts > retry.conflict_retries:
+                raise
+            await asyncio.sleep(0)
+        except StoreUnavailable:
+            raise
+        except Exception as error:  # a handler bug or a poison event: count it, then set it aside
+            failures += 1
+            log.warning("%s failed on %s %s (attempt %d): %r", consumer, env.type, env.id, failures, error)
+            if failures >= retry.attempts:
+                record = EventDeadLettered(
+                    consumer=consumer,
+                    event_id=env.id,
+                    event_type=env.type,
+                    stream=env.stream,
+                    attempts=failures,
+                    reason=f"{type(error).__name__}: {error}"[:2000],
+                    occurred_at=datetime.now(UTC),
+                )
+                dead = Write(f"deadletter-{consumer}", [record], None, causation_id=env.id)
+                await store.commit([dead], tracking=tracking)
+                raise DeadLettered(record) from error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry.max_delay)

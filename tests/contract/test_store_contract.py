@@ -1,0 +1,194 @@
+"""One contract, every event store backend: memory, SQLite, PostgreSQL (and KurrentDB when a URL is given)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.envelope import Checkpoint, Envelope
+from shared.events import IncidentAcknowledged, IncidentResolved
+from shared.store import START, ConcurrencyError, EventStore, Tracking, Write, append, open_store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param(
+        "kurrentdb",
+        marks=pytest.mark.skipif(
+            not os.environ.get("LYNCHPIN_TEST_KURRENTDB_URL"),
+            reason="no KurrentDB server can run here; set LYNCHPIN_TEST_KURRENTDB_URL to run",
+        ),
+    ),
+]
+
+
+def ack(incident: str, n: int = 0) -> IncidentAcknowledged:
+    return IncidentAcknowledged(incident_id=incident, by=f"user-{n}", occurred_at=T0)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
+    match request.param:
+        case "memory":
+            url = "memory://"
+        case "sqlite":
+            url = f"sqlite://{tmp_path / 'events.db'}"
+        case "postgres":
+            url = request.getfixturevalue("pg_dsn")
+        case _:
+            url = os.environ["LYNCHPIN_TEST_KURRENTDB_URL"]
+    async with open_store(url, source="intake") as opened:
+        yield opened
+
+
+async def test_appended_events_read_back_in_order_with_versions(store: EventStore) -> None:
+    written = await append(store, "incident-1", [ack("1", 1), ack("1", 2)], expected_version=0)
+    read = await store.read("incident-1")
+    assert [e.version for e in read] == [1, 2]
+    assert [e.event for e in read] == [ack("1", 1), ack("1", 2)]
+    assert [e.id for e in read] == [e.id for e in written]
+    assert read[0].source == "intake"
+    assert read[0].occurred_at == T0
+    assert [e.version for e in await store.read("incident-1", after_version=1)] == [2]
+
+
+async def test_unknown_stream_reads_empty(store: EventStore) -> None:
+    assert await store.read("incident-none") == []
+
+
+async def test_wrong_expected_version_is_a_typed_error_and_writes_nothing(store: EventStore) -> None:
+    await append(store, "incident-1", [ack("1")], expected_version=0)
+    with pytest.raises(ConcurrencyError) as err:
+        await store.commit(
+            [Write("incident-2", [ack("2")], 0), Write("incident-1", [ack("1")], expected_version=0)]
+        )
+    assert (err.value.expected, err.value.actual) == (0, 1)
+    assert await store.read("incident-2") == []
+    assert len(await store.read_all()) == 1
+
+
+async def test_none_expected_version_appends_anywhere(store: EventStore) -> None:
+    await append(store, "s", [ack("1")], expected_version=None)
+    await append(store, "s", [ack("1")], expected_version=None)
+    assert [e.version for e in await store.read("s")] == [1, 2]
+
+
+async def test_read_all_is_the_global_order_and_resumes_after_a_checkpoint(store: EventStore) -> None:
+    await append(store, "a", [ack("a", 1)], expected_version=0)
+    await append(store, "b", [ack("b", 1)], expected_version=0)
+    await append(store, "a", [ack("a", 2)], expected_version=1)
+    log = await store.read_all()
+    assert [(e.stream, e.version) for e in log] == [("a", 1), ("b", 1), ("a", 2)]
+    assert [e.position for e in log] == sorted(e.position for e in log)
+    rest = await store.read_all(after=log[0].checkpoint)
+    assert [e.id for e in rest] == [e.id for e in log[1:]]
+    assert [e.id for e in await store.read_all(after=log[0].checkpoint, limit=1)] == [log[1].id]
+
+
+async def test_a_tracked_event_is_handled_once_and_its_checkpoint_kept(store: EventStore) -> None:
+    tracking = Tracking("triage<-intake", "evt-1", checkpoint=(0, 7))
+    first = await store.commit([Write("triage-1", [ack("1")], 0)], tracking=tracking)
+    again = await store.commit([Write("triage-1", [ack("1")], None)], tracking=tracking)
+    assert not first.duplicate and len(first.envelopes) == 1
+    assert again.duplicate and again.envelopes == []
+    assert len(await store.read("triage-1")) == 1
+    assert await store.checkpoint("triage<-intake") == (0, 7)
+    assert await store.checkpoint("someone-else") == START
+
+
+async def test_tracking_without_writes_still_records(store: EventStore) -> None:
+    await store.commit([], tracking=Tracking("c", "e", checkpoint=(0, 3)))
+    assert (await store.commit([], tracking=Tracking("c", "e"))).duplicate
+    assert await store.checkpoint("c") == (0, 3)
+
+
+async def test_concurrent_appends_at_one_version_have_exactly_one_winner(store: EventStore) -> None:
+    async def attempt(n: int) -> bool:
+        try:
+            await append(store, "alert-k", [ack("k", n)], expected_version=0)
+        except ConcurrencyError:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(n) for n in range(20)))
+    assert results.count(True) == 1
+    assert len(await store.read("alert-k")) == 1
+
+
+async def test_envelope_round_trips_as_a_cloudevent(store: EventStore) -> None:
+    [env] = await append(
+        store, "incident-9", [IncidentResolved(incident_id="9", by="ana", reason="fixed", occurred_at=T0)], 0
+    )
+    back = Envelope.from_json(env.to_json())
+    assert back.event == env.event
+    assert (back.id, back.stream, back.version, back.position) == (env.id, env.stream, 1, env.position)
+    assert back.to_cloudevent()["type"] == "dev.lynchpin.IncidentResolved"
+
+
+async def test_wait_for_append_wakes_a_follower(store: EventStore) -> None:
+    waiter = asyncio.create_task(store.wait_for_append(timeout=10))
+    await asyncio.sleep(0.05)
+    await append(store, "s", [ack("1")], expected_version=0)
+    await asyncio.wait_for(waiter, timeout=5)
+
+
+async def test_concurrent_writers_and_a_follower_that_sees_every_event_exactly_once(
+    store: EventStore,
+) -> None:
+    writers, per_writer = 8, 40
+    done = asyncio.Event()
+    seen: list[Envelope] = []
+
+    async def writer(w: int) -> None:
+        rng = random.Random(w)
+        for n in range(per_writer):
+            stream = f"incident-{w}-{rng.randrange(3)}"
+            await append(store, stream, [ack(stream, n)], expected_version=None)
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+
+    async def follower() -> None:
+        at: Checkpoint = START
+        while True:
+            page = await store.read_all(after=at, limit=50)
+            seen.extend(page)
+            if page:
+                at = page[-1].checkpoint
+            elif done.is_set():
+                page = await store.read_all(after=at)
+                if not page:
+                    return
+                seen.extend(page)
+                at = page[-1].checkpoint
+            else:
+                await store.wait_for_append(timeout=0.05)
+
+    follow = asyncio.create_task(follower())
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    done.set()
+    await asyncio.wait_for(follow, timeout=30)
+
+    committed = await store.read_all(limit=10_000)
+    assert len(committed) == writers * per_writer
+    assert sorted(e.id for e in seen) == sorted(e.id for e in committed)
+    assert len({e.id for e in seen}) == len(seen)
+    by_stream: dict[str, list[int]] = {}
+    for e in seen:
+        by_stream.setdefault(e.stream, []).append(e.version)
+    for versions in by_stream.values():
+        assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_a_checkpoint_alone_can_be_saved_and_moved(store: EventStore) -> None:
+    await store.commit([], tracking=Tracking("relay", None, checkpoint=(0, 5)))
+    await store.commit([], tracking=Tracking("relay", None, checkpoint=(0, 9)))
+    assert await store.checkpoint("relay") == (0, 9)
