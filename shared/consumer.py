@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.bus.base import Handler
+from shared.bus.base import Handler, Sink
 from shared.envelope import Checkpoint, Envelope
 from shared.events import EventDeadLettered
-from shared.store import Committed, ConcurrencyError, EventStore, StoreUnavailable, Tracking, Write
+from shared.store import Committed, ConcurrencyError, StoreUnavailable, Tracking, Write
 
 log = logging.getLogger("lynchpin.consumer")
 
@@ -40,7 +40,7 @@ async def deliver(
     *,
     consumer: str,
     handler: Handler,
-    store: EventStore,
+    store: Sink,
     checkpoint: Checkpoint | None = None,
     retry: RetryPolicy = RetryPolicy(),
 ) -> Committed:

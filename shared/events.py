@@ -67,12 +67,12 @@ class IntegrationCreated(Event):
 
 
 class AlertObserved(IncidentEvent):
-    """One receipt of an alert, on its alert-key stream: the dedup layer's record."""
+    """The dedup layer's record, on the alert-key stream: this key now belongs to this incident
+    (empty when a resolve arrived for a key with no open incident)."""
 
     type: Literal["AlertObserved"] = "AlertObserved"
     alert_key: str
     status: AlertStatus
-    repeat: bool
 
 
 class IncidentOpened(IncidentEvent):

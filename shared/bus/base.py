@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
-from shared.envelope import Envelope
-from shared.store import EventStore, Write
+from shared.envelope import Checkpoint, Envelope
+from shared.store import Committed, Tracking
 
-Handler = Callable[[Envelope], Awaitable[Sequence[Write]]]
+Handler = Callable[[Envelope], Awaitable[Sequence[Any]]]
+"""Returns what the consumer's sink commits: `Write`s for an event store, envelopes for analytics."""
+
+
+class Sink(Protocol):
+    """Where a consumer commits its effects with a tracking record: an EventStore, or a read store."""
+
+    async def commit(self, writes: Sequence[Any], *, tracking: Tracking | None = None) -> Committed: ...
+
+    async def checkpoint(self, consumer: str) -> Checkpoint: ...
 
 
 class Bus(Protocol):
@@ -24,10 +33,10 @@ class Bus(Protocol):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: EventStore) -> None:
+    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
         """Feed every event of the `sources` services to `handler`, forever (until cancelled).
 
-        `consumer` names the consuming service; its writes and tracking go to `store`.
+        `consumer` names the consuming service; its effects and tracking go to `store`.
         """
         ...
 

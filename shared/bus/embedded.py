@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-from shared.bus.base import Handler, tracking_name
+from shared.bus.base import Handler, Sink, tracking_name
 from shared.consumer import DeadLettered, RetryPolicy, deliver
 from shared.store import EventStore, StoreUnavailable
 
@@ -16,39 +17,47 @@ log = logging.getLogger("lynchpin.bus")
 
 
 class EmbeddedBus:
-    """Reads the sources' stores directly. `sources` maps a service name to its (opened) store."""
+    """Reads the sources' stores directly. `sources` maps a service name to its store: opened by
+    its owning service in the same process, or by this bus when `owns_sources` (another process's
+    SQLite file, say)."""
 
     def __init__(
         self,
         sources: Mapping[str, EventStore],
         *,
+        owns_sources: bool = False,
         retry: RetryPolicy = RetryPolicy(),
         page: int = 500,
         poll: float = 0.5,
     ) -> None:
         self.sources = dict(sources)
+        self.owns_sources = owns_sources
         self.retry = retry
         self.page = page
         self.poll = poll
         self._lag: dict[str, int] = {}
+        self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
+        if self.owns_sources:
+            for store in self.sources.values():
+                await self._stack.enter_async_context(store)
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        return None
+        await self._stack.aclose()
 
     def lag(self) -> dict[str, int]:
         return dict(self._lag)
 
-    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: EventStore) -> None:
+    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
         async with asyncio.TaskGroup() as tasks:
             for source in sources:
                 tasks.create_task(self._follow(consumer, source, handler, store))
 
-    async def _follow(self, consumer: str, source: str, handler: Handler, store: EventStore) -> None:
+    async def _follow(self, consumer: str, source: str, handler: Handler, store: Sink) -> None:
         name = tracking_name(consumer, source)
         log_store = self.sources[source]
         while True:

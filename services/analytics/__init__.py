@@ -1,0 +1,1 @@
+"""Analytics: read models projected from every service's log."""

@@ -1,0 +1,1 @@
+"""Comms: stakeholder notifications over real channels."""

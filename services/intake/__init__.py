@@ -1,0 +1,1 @@
+"""Intake: alerts in, dedup and grouping, the incident lifecycle."""

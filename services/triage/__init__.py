@@ -1,0 +1,1 @@
+"""Triage: priority, routing, SLA clocks, major incidents, roles, problems."""

@@ -1,0 +1,91 @@
+"""The embedded default: all four services in one process, each on its own SQLite file, the
+consumers following the producers' stores directly. What `make run` / `lynchpin up` start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.bus.embedded import EmbeddedBus
+from shared.settings import SERVICES, Settings
+from shared.store import EventStore, open_store
+
+
+def with_credentials(settings: Settings) -> Settings:
+    """Generate the admin token and integration key when the environment gave none."""
+    update: dict[str, str] = {}
+    if settings.admin_token is None:
+        update["admin_token"] = "lpa_" + secrets.token_urlsafe(24)
+    if settings.integration_key is None:
+        update["integration_key"] = "lpk_" + secrets.token_urlsafe(24)
+    if settings.secret is None:
+        update["secret"] = secrets.token_urlsafe(32)
+    return settings.model_copy(update=update)
+
+
+def embedded_apps(settings: Settings) -> dict[str, FastAPI]:
+    """Build the four apps wired to each other's stores (they open their own in their lifespans)."""
+    from services.analytics.app import create_app as analytics
+    from services.comms.app import create_app as comms
+    from services.intake.app import create_app as intake
+    from services.triage.app import create_app as triage
+
+    stores: dict[str, EventStore] = {
+        name: open_store(settings.store_url_for(name), source=name) for name in ("intake", "triage", "comms")
+    }
+
+    def bus(*sources: str) -> EmbeddedBus:
+        return EmbeddedBus({s: stores[s] for s in sources})
+
+    return {
+        "intake": intake(settings, store=stores["intake"]),
+        "triage": triage(settings, store=stores["triage"], bus=bus("intake")),
+        "comms": comms(settings, store=stores["comms"], bus=bus("intake", "triage")),
+        "analytics": analytics(settings, bus=bus("intake", "triage", "comms")),
+    }
+
+
+def banner(settings: Settings) -> str:
+    base = f"http://{settings.host}"
+    lines = ["", "Lynchpin is running (embedded mode, data in " + str(settings.data_dir.absolute()) + ")", ""]
+    for name in SERVICES:
+        lines.append(f"  {name:<10} {base}:{settings.port(name)}   (API docs: {base}:{settings.port(name)}/docs)")
+    lines += [
+        "",
+        f"  admin token      {settings.admin_token}",
+        f"  integration key  {settings.integration_key}",
+        "",
+        "  Try it:",
+        f"    curl -s -X POST {base}:{settings.intake_port}/v1/alerts -H 'Authorization: Bearer "
+        f"{settings.integration_key}' -H 'Content-Type: application/json' \\",
+        "      -d '{\"title\": \"Disk full\", \"service\": \"db\", \"severity\": \"critical\", "
+        "\"dedup_key\": \"disk-db-1\"}'",
+        f"    curl -s {base}:{settings.analytics_port}/v1/incidents -H 'Authorization: Bearer {settings.admin_token}'",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    apps = embedded_apps(settings)
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port(name), log_level="warning",
+                                      lifespan="on"))
+        for name, app in apps.items()
+    ]
+    print(banner(settings), flush=True)
+    await asyncio.gather(*(s.serve() for s in servers))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = with_credentials(Settings())
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""What every service's `create_app` shares: the lifespan that owns store and bus, the background
+tasks (consumer, relay, workers) under supervision, health, metrics and problem+json errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from shared.auth import Credentials, hash_secret
+from shared.bus.base import Bus, Handler
+from shared.clock import Clock
+from shared.settings import Settings
+from shared.store import EventStore, StoreUnavailable
+from shared.web import BodyLimit, Metrics, install_errors, install_health
+
+log = logging.getLogger("lynchpin.service")
+
+Worker = Callable[[], Awaitable[None]]
+
+
+def credentials_from(settings: Settings) -> Credentials:
+    """Every service derives the same credentials from the same settings: no calls between them."""
+    secret = settings.secret
+    if secret is None:
+        secret = hash_secret("lynchpin-signing:" + (settings.admin_token or secrets.token_urlsafe(32)))
+    return Credentials(
+        secret=secret,
+        admin_token_hash=hash_secret(settings.admin_token) if settings.admin_token else None,
+        integration_key_hashes=frozenset({hash_secret(settings.integration_key)} if settings.integration_key else ()),
+    )
+
+
+@dataclass
+class Wiring:
+    """Everything a service's app runs. Built by each service's `create_app`."""
+
+    name: str
+    settings: Settings
+    store: Any  # an EventStore, or analytics' read store
+    clock: Clock
+    bus: Bus | None = None
+    sources: Sequence[str] = ()
+    handler: Handler | None = None
+    workers: dict[str, Worker] = field(default_factory=dict)
+    relay: bool = True
+    credentials: Credentials | None = None
+    overload_status: Callable[[Request], int] | None = None
+    resources: list[AbstractAsyncContextManager[Any]] = field(default_factory=list)
+
+
+async def supervise(name: str, work: Worker, *, pause: float = 1.0) -> None:
+    """Run `work` forever; a crash is logged and the work restarted, never silently dropped."""
+    while True:
+        try:
+            await work()
+            return
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as e:
+            log.warning("%s: store unavailable (%s); restarting in %.1fs", name, e, pause)
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", name, pause)
+        await asyncio.sleep(pause)
+
+
+def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
+    metrics = Metrics(w.name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(w.store)
+            if w.bus is not None:
+                await stack.enter_async_context(w.bus)
+            for resource in w.resources:
+                await stack.enter_async_context(resource)
+            tasks: list[asyncio.Task[None]] = []
+            if w.bus is not None and w.handler is not None and w.sources:
+                bus, handler = w.bus, w.handler
+                tasks.append(asyncio.create_task(
+                    supervise(f"{w.name}.consumer", lambda: bus.run(w.name, w.sources, handler, w.store))
+                ))
+            if w.relay and w.settings.kafka_bootstrap is not None:
+                from shared.relay import run_relay
+
+                bootstrap = w.settings.kafka_bootstrap
+                partitions = w.settings.kafka_partitions
+                tasks.append(asyncio.create_task(
+                    supervise(f"{w.name}.relay", lambda: run_relay(w.store, bootstrap, partitions=partitions))
+                ))
+            for name, worker in w.workers.items():
+                tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.state.credentials = w.credentials if w.credentials is not None else credentials_from(w.settings)
+    app.state.clock = w.clock
+    app.state.store = w.store
+    app.state.wiring = w
+    install_errors(app, overload_status=w.overload_status)
+    metrics.middleware(app)
+    app.add_middleware(BodyLimit, limit=w.settings.max_body_bytes)
+    install_health(app, metrics, w.store.ping)
+    app.state.metrics = metrics
+    return app
