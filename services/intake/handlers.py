@@ -1,9 +1,16 @@
-"""Intake's shell: load, decide, append. Nothing else."""
+"""Intake's shell: load, decide, append. Nothing else.
+
+Copies of one alert arriving together are decided one after another on one in-memory state and
+appended in one commit (a per-key batch), so a storm of duplicates costs one write, not one
+optimistic-concurrency conflict per copy. The streams' expected versions still arbitrate between
+writers in other processes: on a conflict the whole batch is decided again from the store.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.intake import domain
 from services.intake.domain import Alert, AlertKey, Decision, Incident
@@ -23,36 +30,76 @@ def key_stream(key: str) -> str:
     return f"alert-{key}"
 
 
+Pending = list[tuple[Alert, "asyncio.Future[Decision]"]]
+
+
 @dataclass
 class Intake:
     store: EventStore
     clock: Clock
     new_id: Callable[[], str]
+    _pending: dict[str, Pending] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys: Aggregates[AlertKey] = Aggregates(self.store, AlertKey, domain.evolve_key)
         self.incidents: Aggregates[Incident] = Aggregates(self.store, Incident, domain.evolve)
 
     async def receive(self, alert: Alert) -> Decision:
-        """Dedup and attach one alert; the alert-key stream's version arbitrates concurrent copies."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            key, key_version = await self.keys.load(key_stream(alert.key))
-            incident, incident_version = (
-                await self.incidents.load(incident_stream(key.incident_id)) if key.incident_id else (Incident(), 0)
-            )
-            decision = domain.receive(key, incident, alert, now=self.clock(), new_id=self.new_id())
-            writes = []
-            if decision.key_events:
-                writes.append(Write(key_stream(alert.key), decision.key_events, key_version))
-            if decision.incident_events:
-                expected = 0 if decision.opened else incident_version
-                writes.append(Write(incident_stream(decision.incident_id), decision.incident_events, expected))
+        """Dedup and attach one alert; resolves once its decision is durably appended."""
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        queue = self._pending.get(alert.key)
+        if queue is not None:
+            queue.append((alert, future))  # a batch for this key is being written: join the next one
+        else:
+            self._pending[alert.key] = [(alert, future)]
+            asyncio.create_task(self._drain(alert.key))
+        return await future
+
+    async def _drain(self, key: str) -> None:
+        while batch := self._pending.get(key):
+            self._pending[key] = []
             try:
-                await self.store.commit(writes)
+                decisions = await self._decide_and_append(batch)
+            except Exception as error:  # the store's error reaches every waiting request
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), decision in zip(batch, decisions, strict=True):
+                    if not future.done():
+                        future.set_result(decision)
+        self._pending.pop(key, None)
+
+    async def _decide_and_append(self, batch: Pending) -> list[Decision]:
+        stream_of_key = key_stream(batch[0][0].key)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            key, key_version = await self.keys.load(stream_of_key)
+            incidents: dict[str, tuple[Incident, int]] = {}
+            writes: dict[str, tuple[int, list[Event]]] = {}
+            decisions = []
+            for alert, _ in batch:
+                if key.incident_id and key.incident_id not in incidents:
+                    incidents[key.incident_id] = await self.incidents.load(incident_stream(key.incident_id))
+                incident = incidents[key.incident_id][0] if key.incident_id else Incident()
+                decision = domain.receive(key, incident, alert, now=self.clock(), new_id=self.new_id())
+                decisions.append(decision)
+                if decision.key_events:
+                    writes.setdefault(stream_of_key, (key_version, []))[1].extend(decision.key_events)
+                    for event in decision.key_events:
+                        key = domain.evolve_key(key, event)
+                if decision.incident_events:
+                    incident, version = incidents.get(decision.incident_id, (Incident(), 0))
+                    stream = incident_stream(decision.incident_id)
+                    writes.setdefault(stream, (version, []))[1].extend(decision.incident_events)
+                    for event in decision.incident_events:
+                        incident = domain.evolve(incident, event)
+                    incidents[decision.incident_id] = (incident, version)
+            try:
+                await self.store.commit([Write(s, events, v) for s, (v, events) in writes.items()])
             except ConcurrencyError:
                 continue
-            return decision
-        raise ConcurrencyError(key_stream(alert.key), -1, -1)
+            return decisions
+        raise ConcurrencyError(stream_of_key, -1, -1)
 
     async def load(self, incident_id: str) -> tuple[Incident, int]:
         return await self.incidents.load(incident_stream(incident_id))

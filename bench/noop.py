@@ -1,0 +1,24 @@
+"""The baseline: a no-op FastAPI endpoint that accepts the same JSON body, served the same way."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+def create_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/alerts", status_code=202)
+    async def accept(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"status": "accepted"}, status_code=202)
+
+    return app
+
+
+if __name__ == "__main__":
+    uvicorn.run(create_app(), host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
