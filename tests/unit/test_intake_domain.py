@@ -1,0 +1,83 @@
+"""Intake's rules: dedup, never attach to a resolved incident, resolve when all alerts resolved."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.intake import domain
+from services.intake.domain import Alert, AlertKey, Incident, Status
+from shared.errors import Conflict, NotFound
+from shared.events import AlertStatus, Event, Severity
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+STARTED = datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
+
+
+def alert(key: str = "k", status: AlertStatus = AlertStatus.FIRING, **kw: object) -> Alert:
+    return Alert(key=key, dedup_key=key, title="Disk full", service="db", severity=Severity.CRITICAL,
+                 status=status, source="canonical", **kw)  # type: ignore[arg-type]
+
+
+def replay(events: list[Event]) -> Incident:
+    state = Incident()
+    for e in events:
+        state = domain.evolve(state, e)
+    return state
+
+
+def types(events: list[Event]) -> list[str]:
+    return [str(getattr(e, "type")) for e in events]
+
+
+def test_a_new_key_opens_an_incident_and_says_why() -> None:
+    d = domain.receive(AlertKey(), Incident(), alert(starts_at=STARTED), now=NOW, new_id="i1")
+    assert d.opened and d.incident_id == "i1"
+    assert types(d.incident_events) == ["IncidentOpened", "AlertAttached"]
+    assert "no open incident" in getattr(d.incident_events[1], "reason")
+    assert d.incident_events[0].occurred_at == STARTED  # the sender's time, not receipt
+
+
+def test_a_repeat_in_an_open_incident_bumps_the_counter_and_opens_nothing() -> None:
+    first = domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1")
+    incident = replay(first.incident_events)
+    d = domain.receive(AlertKey("i1"), incident, alert(), now=NOW, new_id="i2")
+    assert not d.opened and d.incident_id == "i1"
+    assert types(d.incident_events) == ["AlertRepeated"]
+    assert getattr(d.incident_events[0], "count") == 2
+    assert d.key_events == []
+
+
+def test_resolving_the_last_firing_alert_resolves_the_incident() -> None:
+    first = domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1")
+    d = domain.receive(AlertKey("i1"), replay(first.incident_events), alert(status=AlertStatus.RESOLVED),
+                       now=NOW, new_id="x")
+    assert types(d.incident_events) == ["AlertResolved", "IncidentResolved"]
+
+
+def test_after_resolve_the_same_key_opens_a_new_incident() -> None:
+    first = domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1")
+    resolved = replay([*first.incident_events, *domain.resolve(replay(first.incident_events), by="ana",
+                                                               reason="ok", now=NOW)])
+    assert resolved.status is Status.RESOLVED
+    d = domain.receive(AlertKey("i1"), resolved, alert(), now=NOW, new_id="i2")
+    assert d.opened and d.incident_id == "i2"
+    assert "after incident i1 was resolved" in getattr(d.incident_events[1], "reason")
+
+
+def test_a_resolve_for_an_alert_with_no_open_incident_opens_nothing() -> None:
+    d = domain.receive(AlertKey(), Incident(), alert(status=AlertStatus.RESOLVED), now=NOW, new_id="i1")
+    assert not d.opened and d.incident_events == []
+    assert types(d.key_events) == ["AlertObserved"]
+
+
+def test_acknowledge_only_an_open_incident() -> None:
+    opened = replay(domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events)
+    acked = replay([*domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events,
+                    *domain.acknowledge(opened, by="ana", now=NOW)])
+    assert acked.status is Status.ACKNOWLEDGED
+    with pytest.raises(Conflict):
+        domain.acknowledge(acked, by="ana", now=NOW)
+    with pytest.raises(NotFound):
+        domain.acknowledge(Incident(), by="ana", now=NOW)
