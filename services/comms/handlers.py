@@ -55,9 +55,9 @@ class CommsHandlers:
 class Delivery:
     """Sends every planned notification once, records the outcome; resumes from its checkpoint.
 
-    The outcome is the first event on the notification's own stream (expected version 0), so a
-    notification is recorded as sent at most once. A crash between sending and recording resends
-    it once after restart, with the same Idempotency-Key.
+    Each attempt's outcome is appended to the notification's own stream at the next expected
+    version, so a notification is recorded as sent at most once. A crash between sending and
+    recording resends it once after restart, with the same Idempotency-Key.
     """
 
     store: EventStore
@@ -87,13 +87,14 @@ class Delivery:
         n = env.event
         assert isinstance(n, NotificationPlanned)
         stream = notification_stream(n.notification_id)
-        if await self.store.read(stream):
-            return  # already sent or given up on before a restart
+        history = [e.event for e in await self.store.read(stream)]
+        if any(isinstance(e, NotificationSent) or (isinstance(e, NotificationFailed) and e.final) for e in history):
+            return  # delivered or given up on before a restart
         channel = self.channels.get(n.channel)
-        outcome: Event
         delay = self.first_delay
         async with self._gate:
-            for attempt in range(1, self.attempts + 1):
+            for attempt in range(len(history) + 1, self.attempts + 1):
+                outcome: Event
                 try:
                     if channel is None:
                         raise DeliveryFailed(f"no channel {n.channel!r} is configured")
@@ -101,19 +102,19 @@ class Delivery:
                     outcome = NotificationSent(incident_id=n.incident_id, notification_id=n.notification_id,
                                                channel=n.channel, recipient=n.recipient, attempt=attempt,
                                                occurred_at=self.clock())
-                    break
                 except DeliveryFailed as e:
-                    final = attempt == self.attempts or channel is None
+                    log.warning("notification %s attempt %d failed: %s", n.notification_id, attempt, e)
                     outcome = NotificationFailed(incident_id=n.incident_id, notification_id=n.notification_id,
                                                  channel=n.channel, recipient=n.recipient, attempt=attempt,
-                                                 error=str(e)[:1000], final=final, occurred_at=self.clock())
-                    if final:
-                        break
-                    log.warning("notification %s attempt %d failed: %s", n.notification_id, attempt, e)
-                    await asyncio.sleep(delay * (1 + random.random()))
-                    delay *= 2
-        try:
-            await self.store.commit([Write(stream, [outcome], 0, correlation_id=env.correlation_id,
-                                           causation_id=env.id)])
-        except ConcurrencyError:
-            log.info("notification %s outcome was already recorded", n.notification_id)
+                                                 error=str(e)[:1000], final=attempt == self.attempts or channel is None,
+                                                 occurred_at=self.clock())
+                try:
+                    await self.store.commit([Write(stream, [outcome], attempt - 1,
+                                                   correlation_id=env.correlation_id, causation_id=env.id)])
+                except ConcurrencyError:
+                    log.info("notification %s is being delivered elsewhere", n.notification_id)
+                    return
+                if not isinstance(outcome, NotificationFailed) or outcome.final:
+                    return
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay *= 2

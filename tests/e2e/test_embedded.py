@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import hashlib
+import hmac
+
+import orjson
+
 from shared.launcher import embedded_apps
 from shared.settings import Settings
 from tests.helpers import eventually, running
+from tests.receivers import webhook_receiver
 
 ADMIN, KEY = "admin-token", "integration-key"
 
@@ -43,3 +49,33 @@ async def test_an_alert_opens_an_incident_that_is_prioritised_notified_and_liste
 
         notes = (await c["comms"].get(f"/v1/incidents/{incident_id}/notifications")).json()
         assert [n["recipient"] for n in notes] == ["responders"]
+
+
+async def test_responders_webhook_gets_a_signed_notification_after_a_failed_attempt(tmp_path: Path) -> None:
+    async with webhook_receiver(fail_first=1) as hook:
+        config = settings(tmp_path).model_copy(update={"webhook_url": hook.url, "webhook_secret": "hook-secret"})
+        async with running(embedded_apps(config), ADMIN) as c:
+            alert = {"title": "API down", "service": "api", "severity": "high", "dedup_key": "api-down"}
+            r = await c["intake"].post("/v1/alerts", json=alert, headers={"Authorization": f"Bearer {KEY}"})
+            incident_id = r.json()["incident_id"]
+
+            async def delivered() -> bool:
+                return bool(hook.received)
+
+            await eventually(delivered)
+            [got] = hook.received
+            body = orjson.loads(got.body)
+            assert body["incident_id"] == incident_id
+            assert body["subject"].startswith("[P2] API down")
+            assert got.headers["idempotency-key"] == body["notification_id"]
+            stamp, mac = (part.split("=", 1)[1] for part in got.headers["x-lynchpin-signature"].split(","))
+            expected = hmac.new(b"hook-secret", f"{stamp}.".encode() + got.body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(mac, expected)
+
+            async def sent_recorded() -> dict[str, Any] | None:
+                detail = (await c["analytics"].get(f"/v1/incidents/{incident_id}")).json()
+                return detail if detail.get("notifications_sent") == 2 else None
+
+            detail = await eventually(sent_recorded)
+            summaries = [e["summary"] for e in detail["timeline"]]
+            assert any("failed (attempt 1, will retry)" in s for s in summaries)
