@@ -73,11 +73,18 @@ def noop() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 @contextmanager
 def lynchpin(data: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     ports = {s: free_port() for s in ("INTAKE", "TRIAGE", "COMMS", "ANALYTICS")}
-    env = {**os.environ, "LYNCHPIN_DATA_DIR": str(data), "LYNCHPIN_ADMIN_TOKEN": ADMIN,
-           "LYNCHPIN_INTEGRATION_KEY": KEY, "LYNCHPIN_SECRET": "b" * 32, "LYNCHPIN_LOG_LEVEL": "WARNING",
-           **{f"LYNCHPIN_{s}_PORT": str(p) for s, p in ports.items()}}
-    with process([sys.executable, "-m", "shared.launcher"], env,
-                 f"http://127.0.0.1:{ports['ANALYTICS']}/readyz") as proc:
+    env = {
+        **os.environ,
+        "LYNCHPIN_DATA_DIR": str(data),
+        "LYNCHPIN_ADMIN_TOKEN": ADMIN,
+        "LYNCHPIN_INTEGRATION_KEY": KEY,
+        "LYNCHPIN_SECRET": "b" * 32,
+        "LYNCHPIN_LOG_LEVEL": "WARNING",
+        **{f"LYNCHPIN_{s}_PORT": str(p) for s, p in ports.items()},
+    }
+    with process(
+        [sys.executable, "-m", "shared.launcher"], env, f"http://127.0.0.1:{ports['ANALYTICS']}/readyz"
+    ) as proc:
         yield f"http://127.0.0.1:{ports['INTAKE']}", f"http://127.0.0.1:{ports['ANALYTICS']}", proc
 
 
@@ -88,8 +95,10 @@ async def ingest(base: str, n: int, concurrency: int, *, duplicate: bool, tag: s
     for i in range(n):
         queue.put_nowait(i)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, headers={"Authorization": f"Bearer {KEY}"},
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    ) as client:
+
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
@@ -113,13 +122,21 @@ async def visible_latency(intake: str, analytics: str, samples: int) -> list[flo
     out = []
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(samples):
-            body = {"title": f"Latency {i}", "service": "bench", "severity": "critical", "dedup_key": f"lat-{i}"}
+            body = {
+                "title": f"Latency {i}",
+                "service": "bench",
+                "severity": "critical",
+                "dedup_key": f"lat-{i}",
+            }
             start = time.perf_counter()
-            r = await client.post(f"{intake}/v1/alerts", json=body, headers={"Authorization": f"Bearer {KEY}"})
+            r = await client.post(
+                f"{intake}/v1/alerts", json=body, headers={"Authorization": f"Bearer {KEY}"}
+            )
             incident = r.json()["incident_id"]
             while True:
-                d = await client.get(f"{analytics}/v1/incidents/{incident}",
-                                     headers={"Authorization": f"Bearer {ADMIN}"})
+                d = await client.get(
+                    f"{analytics}/v1/incidents/{incident}", headers={"Authorization": f"Bearer {ADMIN}"}
+                )
                 if d.status_code == 200 and d.json()["priority"] and d.json()["notification_count"]:
                     break
                 await asyncio.sleep(0.001)
@@ -159,8 +176,11 @@ def main() -> None:
             peak = max(peak, rss_mb(proc.pid))
 
     base = statistics.median(base_rates)
-    for name, rates in (("no-op FastAPI endpoint (baseline)", base_rates), ("distinct alerts", distinct),
-                        ("duplicate storm (one key)", storm)):
+    for name, rates in (
+        ("no-op FastAPI endpoint (baseline)", base_rates),
+        ("distinct alerts", distinct),
+        ("duplicate storm (one key)", storm),
+    ):
         key = {"distinct alerts": "distinct", "duplicate storm (one key)": "storm"}.get(name, "noop")
         med = statistics.median(rates)
         rows.append((name, f"{med:,.0f}/s", f"{med / base:.2f}", f"{statistics.median(p99s[key]):.1f} ms"))

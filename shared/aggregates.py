@@ -17,8 +17,14 @@ S = TypeVar("S")
 
 
 class Aggregates(Generic[S]):
-    def __init__(self, store: EventStore, initial: Callable[[], S], evolve: Callable[[S, Event], S],
-                 *, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        initial: Callable[[], S],
+        evolve: Callable[[S, Event], S],
+        *,
+        size: int = 10_000,
+    ) -> None:
         self.store = store
         self.initial = initial
         self.evolve = evolve

@@ -14,8 +14,16 @@ import orjson
 from shared.events import event_types
 
 PRODUCERS = {
-    "intake": ["IntegrationCreated", "AlertObserved", "IncidentOpened", "AlertAttached", "AlertRepeated",
-               "AlertResolved", "IncidentAcknowledged", "IncidentResolved"],
+    "intake": [
+        "IntegrationCreated",
+        "AlertObserved",
+        "IncidentOpened",
+        "AlertAttached",
+        "AlertRepeated",
+        "AlertResolved",
+        "IncidentAcknowledged",
+        "IncidentResolved",
+    ],
     "triage": ["PriorityAssigned"],
     "comms": ["NotificationPlanned", "NotificationSent", "NotificationFailed"],
 }
@@ -41,7 +49,10 @@ ENVELOPE = {
 
 def asyncapi() -> dict[str, Any]:
     types = event_types()
-    schemas = {name: cls.model_json_schema(ref_template="#/components/schemas/{model}") for name, cls in types.items()}
+    schemas = {
+        name: cls.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, cls in types.items()
+    }
     defs: dict[str, Any] = {}
     for schema in schemas.values():
         defs.update(schema.pop("$defs", {}))
@@ -62,15 +73,22 @@ def asyncapi() -> dict[str, Any]:
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "Lynchpin events", "version": "1",
-                 "description": "Events the four services exchange, as CloudEvents (structured JSON) on Kafka."},
+        "info": {
+            "title": "Lynchpin events",
+            "version": "1",
+            "description": "Events the four services exchange, as CloudEvents (structured JSON) on Kafka.",
+        },
         "defaultContentType": "application/cloudevents+json",
         "channels": channels,
         "operations": operations,
         "components": {
             "messages": {
-                name: {"name": name, "title": name, "summary": (cls.__doc__ or name).strip().splitlines()[0],
-                       "payload": {"$ref": f"#/components/schemas/{name}"}}
+                name: {
+                    "name": name,
+                    "title": name,
+                    "summary": (cls.__doc__ or name).strip().splitlines()[0],
+                    "payload": {"$ref": f"#/components/schemas/{name}"},
+                }
                 for name, cls in types.items()
             },
             "schemas": {**defs, **schemas},
@@ -80,9 +98,17 @@ def asyncapi() -> dict[str, Any]:
 
 def markdown() -> str:
     types = event_types()
-    lines = ["# Events", "", "Generated from `shared/events.py` by `python -m shared.catalogue`; do not edit.",
-             "The same catalogue as an AsyncAPI 3 document: [asyncapi.json](asyncapi.json).", "",
-             "## Envelope (CloudEvents 1.0, structured JSON)", "", "| attribute | meaning |", "|---|---|"]
+    lines = [
+        "# Events",
+        "",
+        "Generated from `shared/events.py` by `python -m shared.catalogue`; do not edit.",
+        "The same catalogue as an AsyncAPI 3 document: [asyncapi.json](asyncapi.json).",
+        "",
+        "## Envelope (CloudEvents 1.0, structured JSON)",
+        "",
+        "| attribute | meaning |",
+        "|---|---|",
+    ]
     lines += [f"| `{k}` | {v} |" for k, v in ENVELOPE.items()]
     for service, names in [*PRODUCERS.items(), ("every service", ANY_SERVICE)]:
         lines += ["", f"## Recorded by {service}", ""]
@@ -96,17 +122,29 @@ def markdown() -> str:
             for field, spec in schema["properties"].items():
                 if field == "type":
                     continue
-                kind = spec.get("type") or spec.get("$ref", "").rsplit("/", 1)[-1] or " | ".join(
-                    str(a.get("type") or a.get("$ref", "").rsplit("/", 1)[-1]) for a in spec.get("anyOf", []))
+                kind = (
+                    spec.get("type")
+                    or spec.get("$ref", "").rsplit("/", 1)[-1]
+                    or " | ".join(
+                        str(a.get("type") or a.get("$ref", "").rsplit("/", 1)[-1])
+                        for a in spec.get("anyOf", [])
+                    )
+                )
                 fmt = spec.get("format")
-                lines.append(f"| `{field}` | {kind}{f' ({fmt})' if fmt else ''} | {'yes' if field in required else ''} |")
+                lines.append(
+                    f"| `{field}` | {kind}{f' ({fmt})' if fmt else ''} "
+                    f"| {'yes' if field in required else ''} |"
+                )
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def outputs(root: Path) -> dict[Path, str]:
     return {
-        root / "docs" / "asyncapi.json": orjson.dumps(asyncapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n",
+        root / "docs" / "asyncapi.json": orjson.dumps(
+            asyncapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        ).decode()
+        + "\n",
         root / "docs" / "events.md": markdown(),
     }
 

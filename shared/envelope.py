@@ -33,7 +33,7 @@ class Envelope:
 
     @property
     def type(self) -> str:
-        return str(getattr(self.event, "type"))
+        return self.event.type
 
     @property
     def occurred_at(self) -> datetime:

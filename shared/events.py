@@ -38,6 +38,7 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: ClassVar[int] = 1
 
+    type: str
     occurred_at: datetime
 
     @property
@@ -222,8 +223,4 @@ def parse_event(data: dict[str, Any], schema_version: int = 1) -> Event:
     while (upcast := UPCASTERS.get((str(kind), version))) is not None:
         data = upcast(data)
         version += 1
-    return EVENT_ADAPTER.validate_python(data)  # type: ignore[return-value]
-
-
-def event_type(event: Event) -> str:
-    return str(getattr(event, "type"))
+    return EVENT_ADAPTER.validate_python(data)

@@ -53,7 +53,9 @@ def banner(settings: Settings) -> str:
     base = f"http://{settings.host}"
     lines = ["", "Lynchpin is running (embedded mode, data in " + str(settings.data_dir.absolute()) + ")", ""]
     for name in SERVICES:
-        lines.append(f"  {name:<10} {base}:{settings.port(name)}   (API docs: {base}:{settings.port(name)}/docs)")
+        lines.append(
+            f"  {name:<10} {base}:{settings.port(name)}   (API docs: {base}:{settings.port(name)}/docs)"
+        )
     lines += [
         "",
         f"  admin token      {settings.admin_token}",
@@ -62,9 +64,10 @@ def banner(settings: Settings) -> str:
         "  Try it:",
         f"    curl -s -X POST {base}:{settings.intake_port}/v1/alerts -H 'Authorization: Bearer "
         f"{settings.integration_key}' -H 'Content-Type: application/json' \\",
-        "      -d '{\"title\": \"Disk full\", \"service\": \"db\", \"severity\": \"critical\", "
-        "\"dedup_key\": \"disk-db-1\"}'",
-        f"    curl -s {base}:{settings.analytics_port}/v1/incidents -H 'Authorization: Bearer {settings.admin_token}'",
+        '      -d \'{"title": "Disk full", "service": "db", "severity": "critical", '
+        '"dedup_key": "disk-db-1"}\'',
+        f"    curl -s {base}:{settings.analytics_port}/v1/incidents "
+        f"-H 'Authorization: Bearer {settings.admin_token}'",
         "",
     ]
     return "\n".join(lines)
@@ -73,8 +76,11 @@ def banner(settings: Settings) -> str:
 async def serve(settings: Settings) -> None:
     apps = embedded_apps(settings)
     servers = [
-        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port(name), log_level="warning",
-                                      lifespan="on"))
+        uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port(name), log_level="warning", lifespan="on"
+            )
+        )
         for name, app in apps.items()
     ]
     print(banner(settings), flush=True)

@@ -17,7 +17,7 @@ from shared.auth import Credentials, hash_secret
 from shared.bus.base import Bus, Handler
 from shared.clock import Clock
 from shared.settings import Settings
-from shared.store import EventStore, StoreUnavailable
+from shared.store import StoreUnavailable
 from shared.web import BodyLimit, Metrics, install_errors, install_health
 
 log = logging.getLogger("lynchpin.service")
@@ -33,7 +33,9 @@ def credentials_from(settings: Settings) -> Credentials:
     return Credentials(
         secret=secret,
         admin_token_hash=hash_secret(settings.admin_token) if settings.admin_token else None,
-        integration_key_hashes=frozenset({hash_secret(settings.integration_key)} if settings.integration_key else ()),
+        integration_key_hashes=frozenset(
+            {hash_secret(settings.integration_key)} if settings.integration_key else ()
+        ),
     )
 
 
@@ -84,17 +86,23 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
             tasks: list[asyncio.Task[None]] = []
             if w.bus is not None and w.handler is not None and w.sources:
                 bus, handler = w.bus, w.handler
-                tasks.append(asyncio.create_task(
-                    supervise(f"{w.name}.consumer", lambda: bus.run(w.name, w.sources, handler, w.store))
-                ))
+                tasks.append(
+                    asyncio.create_task(
+                        supervise(f"{w.name}.consumer", lambda: bus.run(w.name, w.sources, handler, w.store))
+                    )
+                )
             if w.relay and w.settings.kafka_bootstrap is not None:
                 from shared.relay import run_relay
 
                 bootstrap = w.settings.kafka_bootstrap
                 partitions = w.settings.kafka_partitions
-                tasks.append(asyncio.create_task(
-                    supervise(f"{w.name}.relay", lambda: run_relay(w.store, bootstrap, partitions=partitions))
-                ))
+                tasks.append(
+                    asyncio.create_task(
+                        supervise(
+                            f"{w.name}.relay", lambda: run_relay(w.store, bootstrap, partitions=partitions)
+                        )
+                    )
+                )
             for name, worker in w.workers.items():
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -21,7 +21,7 @@ PROBLEM = "application/problem+json"
 
 
 def problem(
-    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -54,8 +54,12 @@ def install_errors(app: FastAPI, *, overload_status: Callable[[Request], int] | 
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         status = overload_status(request) if overload_status is not None else 503
-        return problem(status, "Service unavailable", "the event store is unavailable; retry later",
-                       headers={"Retry-After": "5"})
+        return problem(
+            status,
+            "Service unavailable",
+            "the event store is unavailable; retry later",
+            headers={"Retry-After": "5"},
+        )
 
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http)
@@ -116,8 +120,11 @@ class Metrics:
             "lynchpin_http_requests", "HTTP requests", ["service", "route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "lynchpin_http_request_seconds", "HTTP request latency", ["service", "route"],
-            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            "lynchpin_http_request_seconds",
+            "HTTP request latency",
+            ["service", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
 
     def middleware(self, app: FastAPI) -> None:
@@ -162,18 +169,23 @@ def authenticate(request: Request) -> Principal:
     clock: Clock = request.app.state.clock
     token = bearer(request) or request.headers.get("x-lynchpin-key") or request.query_params.get("key")
     if not token:
-        raise HTTPException(401, "credentials required: Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "credentials required: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+        )
     principal = credentials.authenticate(token, now=clock())
     if principal is None:
-        raise HTTPException(401, "unknown, revoked or expired credentials", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "unknown, revoked or expired credentials", headers={"WWW-Authenticate": "Bearer"}
+        )
     return principal
 
 
 def require(role: Role) -> Callable[..., Principal]:
     def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.may(role):
-            raise HTTPException(403, f"this action needs the {role.value} role; you are {principal.role.value}")
+            raise HTTPException(
+                403, f"this action needs the {role.value} role; you are {principal.role.value}"
+            )
         return principal
 
     return check

@@ -22,8 +22,11 @@ async def running(apps: Mapping[str, FastAPI], token: str) -> AsyncIterator[dict
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))
             clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}",
-                                  headers={"Authorization": f"Bearer {token}"})
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url=f"http://{name}",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
             )
         yield clients
 

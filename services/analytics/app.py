@@ -58,8 +58,12 @@ class IncidentDetail(IncidentItem):
 def routes(reads: ReadStore, bus: Bus) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/incidents", response_model=IncidentPage, tags=["incidents"],
-                summary="Incidents, newest first, with cursor pagination")
+    @router.get(
+        "/v1/incidents",
+        response_model=IncidentPage,
+        tags=["incidents"],
+        summary="Incidents, newest first, with cursor pagination",
+    )
     async def incidents(
         who: Viewer,
         status: Annotated[str | None, Query(max_length=32)] = None,
@@ -69,14 +73,19 @@ def routes(reads: ReadStore, bus: Bus) -> APIRouter:
         cursor: Annotated[str | None, Query(max_length=1024)] = None,
     ) -> dict[str, Any]:
         try:
-            items, nxt = await reads.incidents(status=status, priority=priority, service=service, limit=limit,
-                                               cursor=cursor)
+            items, nxt = await reads.incidents(
+                status=status, priority=priority, service=service, limit=limit, cursor=cursor
+            )
         except ValueError as e:
             raise DomainError(f"cursor: {e}") from e
         return {"items": items, "next": nxt}
 
-    @router.get("/v1/incidents/{incident_id}", response_model=IncidentDetail, tags=["incidents"],
-                summary="One incident with its timeline from every service")
+    @router.get(
+        "/v1/incidents/{incident_id}",
+        response_model=IncidentDetail,
+        tags=["incidents"],
+        summary="One incident with its timeline from every service",
+    )
     async def incident(incident_id: str, who: Viewer) -> dict[str, Any]:
         doc = await reads.incident(incident_id)
         if doc is None:
@@ -106,9 +115,20 @@ def create_app(
         bus = open_bus(settings, sources=SOURCES)
     if clock is None:
         clock = system_clock
-    wiring = Wiring(name="analytics", settings=settings, store=reads, clock=clock, bus=bus, sources=SOURCES,
-                    handler=project, relay=False)
-    app = build_app(wiring, title="Lynchpin analytics",
-                    description="Incidents, timelines, metrics and reports, projected from every service's log.")
+    wiring = Wiring(
+        name="analytics",
+        settings=settings,
+        store=reads,
+        clock=clock,
+        bus=bus,
+        sources=SOURCES,
+        handler=project,
+        relay=False,
+    )
+    app = build_app(
+        wiring,
+        title="Lynchpin analytics",
+        description="Incidents, timelines, metrics and reports, projected from every service's log.",
+    )
     app.include_router(routes(reads, bus))
     return app

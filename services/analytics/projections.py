@@ -50,7 +50,8 @@ class IncidentView:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> IncidentView:
         times = ("opened_at", "detected_at", "acknowledged_at", "resolved_at")
-        return cls(**{k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()})
+        fields: dict[str, Any] = {k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +70,14 @@ def project(view: IncidentView | None, event: Event) -> IncidentView | None:
     match event:
         case IncidentOpened():
             base = view or IncidentView(id=event.incident_id)
-            return replace(base, title=event.title, service=event.service, severity=event.severity.value,
-                           opened_at=event.occurred_at, detected_at=event.detected_at)
+            return replace(
+                base,
+                title=event.title,
+                service=event.service,
+                severity=event.severity.value,
+                opened_at=event.occurred_at,
+                detected_at=event.detected_at,
+            )
     if view is None:
         # Another service's event can arrive before intake's IncidentOpened: keep what it says.
         incident_id = event.partition_key
@@ -83,12 +90,18 @@ def project(view: IncidentView | None, event: Event) -> IncidentView | None:
         case AlertRepeated():
             return replace(view, alert_count=view.alert_count + 1)
         case IncidentAcknowledged():
-            return replace(view, status="acknowledged", acknowledged_at=view.acknowledged_at or event.occurred_at)
+            return replace(
+                view, status="acknowledged", acknowledged_at=view.acknowledged_at or event.occurred_at
+            )
         case IncidentResolved():
             return replace(view, status="resolved", resolved_at=event.occurred_at)
         case PriorityAssigned():
-            return replace(view, priority=event.priority, title=view.title or event.title,
-                           service=view.service or event.service)
+            return replace(
+                view,
+                priority=event.priority,
+                title=view.title or event.title,
+                service=view.service or event.service,
+            )
         case NotificationPlanned():
             return replace(view, notification_count=view.notification_count + 1)
         case NotificationSent():
@@ -101,7 +114,10 @@ def summarise(event: Event) -> tuple[str, str] | None:
     """Who did it, and a sentence for a person reading the timeline; None for events not shown."""
     match event:
         case IncidentOpened():
-            return event.reporter, f"Incident opened: {event.title} on {event.service} ({event.severity.value})"
+            return (
+                event.reporter,
+                f"Incident opened: {event.title} on {event.service} ({event.severity.value})",
+            )
         case AlertAttached():
             return event.source, f"Alert {event.dedup_key!r} attached: {event.reason}"
         case AlertRepeated():
@@ -120,7 +136,10 @@ def summarise(event: Event) -> tuple[str, str] | None:
             return "comms", f"Notification delivered to {event.recipient} via {event.channel}"
         case NotificationFailed():
             final = "gave up" if event.final else "will retry"
-            return "comms", f"Notification to {event.recipient} failed (attempt {event.attempt}, {final}): {event.error}"
+            return (
+                "comms",
+                f"Notification to {event.recipient} failed (attempt {event.attempt}, {final}): {event.error}",
+            )
         case EventDeadLettered():
             return event.consumer, f"{event.event_type} {event.event_id} set aside: {event.reason}"
         case _:
@@ -133,5 +152,12 @@ def timeline_entry(env: Envelope) -> TimelineEntry | None:
     if incident_id is None or said is None:
         return None
     by, summary = said
-    return TimelineEntry(incident_id=incident_id, event_id=env.id, type=env.type, at=env.occurred_at,
-                         by=by, summary=summary, source=env.source)
+    return TimelineEntry(
+        incident_id=incident_id,
+        event_id=env.id,
+        type=env.type,
+        at=env.occurred_at,
+        by=by,
+        summary=summary,
+        source=env.source,
+    )

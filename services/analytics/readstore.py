@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS timeline (
     doc BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, at, seq);
-CREATE TABLE IF NOT EXISTS handled (consumer TEXT, event_id TEXT, PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS handled (
+    consumer TEXT, event_id TEXT, PRIMARY KEY (consumer, event_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, tx INTEGER, position INTEGER);
 CREATE TABLE IF NOT EXISTS dead_letters (event_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
 """
@@ -127,21 +129,26 @@ class ReadStore:
         try:
             if tracking is not None:
                 if tracking.event_id is not None:
-                    cur = conn.execute("INSERT OR IGNORE INTO handled VALUES (?, ?)",
-                                       (tracking.consumer, tracking.event_id))
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO handled VALUES (?, ?)", (tracking.consumer, tracking.event_id)
+                    )
                     if cur.rowcount == 0:
                         conn.execute("ROLLBACK")
                         return True
                 if tracking.checkpoint is not None:
-                    conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
-                                 (tracking.consumer, *tracking.checkpoint))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                        (tracking.consumer, *tracking.checkpoint),
+                    )
             for item in items:
                 if isinstance(item, Envelope):
                     self._apply_envelope(conn, item)
                 elif isinstance(item, Write):
                     for event in item.events:
-                        conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?)",
-                                     (getattr(event, "event_id", ""), event.model_dump_json()))
+                        conn.execute(
+                            "INSERT OR REPLACE INTO dead_letters VALUES (?, ?)",
+                            (getattr(event, "event_id", ""), event.model_dump_json()),
+                        )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -161,15 +168,29 @@ class ReadStore:
                 "INSERT INTO incidents (id, status, priority, service, opened_at, doc) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT (id) DO UPDATE SET status=excluded.status, priority=excluded.priority, "
                 "service=excluded.service, opened_at=excluded.opened_at, doc=excluded.doc",
-                (after.id, after.status, after.priority, after.service,
-                 after.opened_at.isoformat() if after.opened_at else None, orjson.dumps(after.to_json())),
+                (
+                    after.id,
+                    after.status,
+                    after.priority,
+                    after.service,
+                    after.opened_at.isoformat() if after.opened_at else None,
+                    orjson.dumps(after.to_json()),
+                ),
             )
         entry = timeline_entry(env)
         if entry is not None:
-            doc = {"event_id": entry.event_id, "type": entry.type, "at": entry.at.isoformat(), "by": entry.by,
-                   "summary": entry.summary, "source": entry.source}
-            conn.execute("INSERT OR IGNORE INTO timeline (incident_id, event_id, at, doc) VALUES (?,?,?,?)",
-                         (entry.incident_id, entry.event_id, entry.at.isoformat(), orjson.dumps(doc)))
+            doc = {
+                "event_id": entry.event_id,
+                "type": entry.type,
+                "at": entry.at.isoformat(),
+                "by": entry.by,
+                "summary": entry.summary,
+                "source": entry.source,
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO timeline (incident_id, event_id, at, doc) VALUES (?,?,?,?)",
+                (entry.incident_id, entry.event_id, entry.at.isoformat(), orjson.dumps(doc)),
+            )
 
     async def checkpoint(self, consumer: str) -> Checkpoint:
         rows = await self._query("SELECT tx, position FROM checkpoints WHERE consumer = ?", (consumer,))
@@ -191,8 +212,13 @@ class ReadStore:
         await self._query("SELECT 1", ())
 
     async def incidents(
-        self, *, status: str | None = None, priority: str | None = None, service: str | None = None,
-        limit: int = 50, cursor: str | None = None,
+        self,
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        service: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         where, args = [], []
         for column, value in (("status", status), ("priority", priority), ("service", service)):
@@ -217,7 +243,9 @@ class ReadStore:
         return orjson.loads(rows[0][0]) if rows else None
 
     async def timeline(self, incident_id: str) -> list[dict[str, Any]]:
-        rows = await self._query("SELECT doc FROM timeline WHERE incident_id = ? ORDER BY at, seq", (incident_id,))
+        rows = await self._query(
+            "SELECT doc FROM timeline WHERE incident_id = ? ORDER BY at, seq", (incident_id,)
+        )
         return [orjson.loads(r[0]) for r in rows]
 
     async def count(self) -> int:

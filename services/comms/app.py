@@ -30,14 +30,24 @@ class NotificationOut(BaseModel):
 def routes(handlers: CommsHandlers) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/incidents/{incident_id}/notifications", response_model=list[NotificationOut],
-                tags=["notifications"])
+    @router.get(
+        "/v1/incidents/{incident_id}/notifications",
+        response_model=list[NotificationOut],
+        tags=["notifications"],
+    )
     async def notifications(incident_id: str, who: Viewer) -> list[NotificationOut]:
         history = await handlers.store.read(comms_stream(incident_id))
         return [
-            NotificationOut(notification_id=e.notification_id, recipient=e.recipient, channel=e.channel,
-                            audience=e.audience, subject=e.subject, cause_type=e.cause_type)
-            for e in (env.event for env in history) if isinstance(e, NotificationPlanned)
+            NotificationOut(
+                notification_id=e.notification_id,
+                recipient=e.recipient,
+                channel=e.channel,
+                audience=e.audience,
+                subject=e.subject,
+                cause_type=e.cause_type,
+            )
+            for e in (env.event for env in history)
+            if isinstance(e, NotificationPlanned)
         ]
 
     return router
@@ -63,12 +73,26 @@ def create_app(
         clock = system_clock
     handlers = CommsHandlers(store, responders_from(settings))
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-    channels: dict[str, Channel] = {"log": LogChannel(), "webhook": WebhookChannel(client, settings.webhook_secret)}
+    channels: dict[str, Channel] = {
+        "log": LogChannel(),
+        "webhook": WebhookChannel(client, settings.webhook_secret),
+    }
     delivery = Delivery(store, channels, clock)
-    wiring = Wiring(name="comms", settings=settings, store=store, clock=clock, bus=bus,
-                    sources=["intake", "triage"], handler=handlers.on_event,
-                    workers={"delivery": delivery.run}, resources=[client])
-    app = build_app(wiring, title="Lynchpin comms",
-                    description="Stakeholder notifications over email, webhooks and chat-style webhooks.")
+    wiring = Wiring(
+        name="comms",
+        settings=settings,
+        store=store,
+        clock=clock,
+        bus=bus,
+        sources=["intake", "triage"],
+        handler=handlers.on_event,
+        workers={"delivery": delivery.run},
+        resources=[client],
+    )
+    app = build_app(
+        wiring,
+        title="Lynchpin comms",
+        description="Stakeholder notifications over email, webhooks and chat-style webhooks.",
+    )
     app.include_router(routes(handlers))
     return app

@@ -28,8 +28,12 @@ class LogChannel:
     """Writes the notification to the service log: always available, the last-resort channel."""
 
     async def send(self, notification: NotificationPlanned) -> None:
-        log.info("notification %s to %s: %s", notification.notification_id, notification.recipient,
-                 notification.subject)
+        log.info(
+            "notification %s to %s: %s",
+            notification.notification_id,
+            notification.recipient,
+            notification.subject,
+        )
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -46,14 +50,16 @@ class WebhookChannel:
         self.secret = secret
 
     async def send(self, notification: NotificationPlanned) -> None:
-        body = orjson.dumps({
-            "notification_id": notification.notification_id,
-            "incident_id": notification.incident_id,
-            "cause": notification.cause_type,
-            "audience": notification.audience,
-            "subject": notification.subject,
-            "text": notification.body,
-        })
+        body = orjson.dumps(
+            {
+                "notification_id": notification.notification_id,
+                "incident_id": notification.incident_id,
+                "cause": notification.cause_type,
+                "audience": notification.audience,
+                "subject": notification.subject,
+                "text": notification.body,
+            }
+        )
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": notification.notification_id,

@@ -64,7 +64,7 @@ def plan(
             incident_id=event.incident_id,
             notification_id=notification_id(cause_event_id, r),
             cause_event_id=cause_event_id,
-            cause_type=str(getattr(event, "type")),
+            cause_type=event.type,
             recipient=r.address,
             channel=r.channel,
             audience=r.audience,

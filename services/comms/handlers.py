@@ -88,7 +88,10 @@ class Delivery:
         assert isinstance(n, NotificationPlanned)
         stream = notification_stream(n.notification_id)
         history = [e.event for e in await self.store.read(stream)]
-        if any(isinstance(e, NotificationSent) or (isinstance(e, NotificationFailed) and e.final) for e in history):
+        if any(
+            isinstance(e, NotificationSent) or (isinstance(e, NotificationFailed) and e.final)
+            for e in history
+        ):
             return  # delivered or given up on before a restart
         channel = self.channels.get(n.channel)
         delay = self.first_delay
@@ -99,18 +102,38 @@ class Delivery:
                     if channel is None:
                         raise DeliveryFailed(f"no channel {n.channel!r} is configured")
                     await channel.send(n)
-                    outcome = NotificationSent(incident_id=n.incident_id, notification_id=n.notification_id,
-                                               channel=n.channel, recipient=n.recipient, attempt=attempt,
-                                               occurred_at=self.clock())
+                    outcome = NotificationSent(
+                        incident_id=n.incident_id,
+                        notification_id=n.notification_id,
+                        channel=n.channel,
+                        recipient=n.recipient,
+                        attempt=attempt,
+                        occurred_at=self.clock(),
+                    )
                 except DeliveryFailed as e:
                     log.warning("notification %s attempt %d failed: %s", n.notification_id, attempt, e)
-                    outcome = NotificationFailed(incident_id=n.incident_id, notification_id=n.notification_id,
-                                                 channel=n.channel, recipient=n.recipient, attempt=attempt,
-                                                 error=str(e)[:1000], final=attempt == self.attempts or channel is None,
-                                                 occurred_at=self.clock())
+                    outcome = NotificationFailed(
+                        incident_id=n.incident_id,
+                        notification_id=n.notification_id,
+                        channel=n.channel,
+                        recipient=n.recipient,
+                        attempt=attempt,
+                        error=str(e)[:1000],
+                        final=attempt == self.attempts or channel is None,
+                        occurred_at=self.clock(),
+                    )
                 try:
-                    await self.store.commit([Write(stream, [outcome], attempt - 1,
-                                                   correlation_id=env.correlation_id, causation_id=env.id)])
+                    await self.store.commit(
+                        [
+                            Write(
+                                stream,
+                                [outcome],
+                                attempt - 1,
+                                correlation_id=env.correlation_id,
+                                causation_id=env.id,
+                            )
+                        ]
+                    )
                 except ConcurrencyError:
                     log.info("notification %s is being delivered elsewhere", n.notification_id)
                     return

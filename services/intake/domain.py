@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.envelope import Envelope
+from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
     AlertAttached,
     AlertObserved,
@@ -21,7 +22,6 @@ from shared.events import (
     Level,
     Severity,
 )
-from shared.errors import Conflict, DomainError, NotFound
 
 
 class Status(StrEnum):
@@ -83,7 +83,9 @@ def evolve_key(state: AlertKey, event: Event) -> AlertKey:
 def evolve(state: Incident, event: Event) -> Incident:
     match event:
         case IncidentOpened():
-            return Incident(id=event.incident_id, status=Status.OPEN, title=event.title, service=event.service)
+            return Incident(
+                id=event.incident_id, status=Status.OPEN, title=event.title, service=event.service
+            )
         case AlertAttached(alert_key=key):
             return replace(state, firing=state.firing | {key})
         case AlertRepeated(alert_key=key, count=count):
@@ -132,11 +134,16 @@ def receive(key: AlertKey, incident: Incident, alert: Alert, *, now: datetime, n
     if incident.open and key.incident_id == incident.id:
         if alert.status is AlertStatus.RESOLVED:
             resolved_at = alert.ends_at or now
-            events: list[Event] = [AlertResolved(incident_id=incident.id, alert_key=alert.key, occurred_at=resolved_at)]
+            events: list[Event] = [
+                AlertResolved(incident_id=incident.id, alert_key=alert.key, occurred_at=resolved_at)
+            ]
             if incident.firing <= {alert.key}:
                 events.append(
                     IncidentResolved(
-                        incident_id=incident.id, by="system", reason="all alerts resolved", occurred_at=resolved_at
+                        incident_id=incident.id,
+                        by="system",
+                        reason="all alerts resolved",
+                        occurred_at=resolved_at,
                     )
                 )
             return Decision(incident.id, [], events, opened=False)
@@ -151,8 +158,14 @@ def receive(key: AlertKey, incident: Incident, alert: Alert, *, now: datetime, n
         # A resolve for an alert with no open incident: record it on the key, open nothing.
         return Decision(
             key.incident_id or "",
-            [AlertObserved(incident_id=key.incident_id or "", alert_key=alert.key, status=alert.status,
-                           occurred_at=alert.ends_at or now)],
+            [
+                AlertObserved(
+                    incident_id=key.incident_id or "",
+                    alert_key=alert.key,
+                    status=alert.status,
+                    occurred_at=alert.ends_at or now,
+                )
+            ],
             [],
             opened=False,
         )
@@ -197,13 +210,29 @@ class IncidentNotOpen(Conflict):
 
 
 def open_manually(
-    *, incident_id: str, title: str, description: str, service: str, severity: Severity,
-    impact: Level | None, urgency: Level | None, reporter: str, now: datetime,
+    *,
+    incident_id: str,
+    title: str,
+    description: str,
+    service: str,
+    severity: Severity,
+    impact: Level | None,
+    urgency: Level | None,
+    reporter: str,
+    now: datetime,
 ) -> list[Event]:
     return [
         IncidentOpened(
-            incident_id=incident_id, title=title, description=description, service=service, severity=severity,
-            source="api", reporter=reporter, impact=impact, urgency=urgency, occurred_at=now,
+            incident_id=incident_id,
+            title=title,
+            description=description,
+            service=service,
+            severity=severity,
+            source="api",
+            reporter=reporter,
+            impact=impact,
+            urgency=urgency,
+            occurred_at=now,
         )
     ]
 
@@ -211,7 +240,9 @@ def open_manually(
 def acknowledge(state: Incident, *, by: str, now: datetime) -> list[Event]:
     _must_exist(state)
     if state.status is not Status.OPEN:
-        raise IncidentNotOpen(f"incident {state.id} is {state.status}; only an open incident can be acknowledged")
+        raise IncidentNotOpen(
+            f"incident {state.id} is {state.status}; only an open incident can be acknowledged"
+        )
     return [IncidentAcknowledged(incident_id=state.id, by=by, occurred_at=now)]
 
 

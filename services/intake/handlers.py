@@ -39,6 +39,7 @@ class Intake:
     clock: Clock
     new_id: Callable[[], str]
     _pending: dict[str, Pending] = field(default_factory=dict)
+    _draining: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.keys: Aggregates[AlertKey] = Aggregates(self.store, AlertKey, domain.evolve_key)
@@ -52,7 +53,9 @@ class Intake:
             queue.append((alert, future))  # a batch for this key is being written: join the next one
         else:
             self._pending[alert.key] = [(alert, future)]
-            asyncio.create_task(self._drain(alert.key))
+            task = asyncio.create_task(self._drain(alert.key))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
         return await future
 
     async def _drain(self, key: str) -> None:

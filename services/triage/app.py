@@ -43,9 +43,19 @@ def create_app(
     if clock is None:
         clock = system_clock
     handlers = TriageHandlers(store)
-    wiring = Wiring(name="triage", settings=settings, store=store, clock=clock, bus=bus,
-                    sources=["intake"], handler=handlers.on_event)
-    app = build_app(wiring, title="Lynchpin triage",
-                    description="Priority, routing, SLA clocks, major incidents, roles and problems.")
+    wiring = Wiring(
+        name="triage",
+        settings=settings,
+        store=store,
+        clock=clock,
+        bus=bus,
+        sources=["intake"],
+        handler=handlers.on_event,
+    )
+    app = build_app(
+        wiring,
+        title="Lynchpin triage",
+        description="Priority, routing, SLA clocks, major incidents, roles and problems.",
+    )
     app.include_router(routes(handlers))
     return app

@@ -29,6 +29,8 @@ class TriageHandlers:
                 stream = triage_stream(opened.incident_id)
                 state, version = await self.triages.load(stream)
                 events = domain.on_opened(state, opened)
-                return [Write(stream, events, version, correlation_id=env.correlation_id, causation_id=env.id)]
+                return [
+                    Write(stream, events, version, correlation_id=env.correlation_id, causation_id=env.id)
+                ]
             case _:
                 return []

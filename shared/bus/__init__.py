@@ -19,4 +19,6 @@ def open_bus(settings: Settings, *, sources: Sequence[str]) -> Bus:
     from shared.bus.embedded import EmbeddedBus
     from shared.store import open_store
 
-    return EmbeddedBus({s: open_store(settings.store_url_for(s), source=s) for s in sources}, owns_sources=True)
+    return EmbeddedBus(
+        {s: open_store(settings.store_url_for(s), source=s) for s in sources}, owns_sources=True
+    )

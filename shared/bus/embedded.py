@@ -11,7 +11,7 @@ from typing import Self
 
 from shared.bus.base import Handler, Sink, tracking_name
 from shared.consumer import DeadLettered, RetryPolicy, deliver
-from shared.store import EventStore, StoreUnavailable
+from shared.store import ConcurrencyError, EventStore, StoreUnavailable
 
 log = logging.getLogger("lynchpin.bus")
 
@@ -26,13 +26,13 @@ class EmbeddedBus:
         sources: Mapping[str, EventStore],
         *,
         owns_sources: bool = False,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         page: int = 500,
         poll: float = 0.5,
     ) -> None:
         self.sources = dict(sources)
         self.owns_sources = owns_sources
-        self.retry = retry
+        self.retry = retry if retry is not None else RetryPolicy()
         self.page = page
         self.poll = poll
         self._lag: dict[str, int] = {}
@@ -83,6 +83,6 @@ class EmbeddedBus:
                             log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
                         at = env.checkpoint
                     self._lag[source] = 0
-            except StoreUnavailable as e:
-                log.warning("%s: store unavailable, retrying: %s", name, e)
+            except (StoreUnavailable, ConcurrencyError) as e:  # not the event's fault: retry, never crash
+                log.warning("%s: cannot commit now, retrying: %r", name, e)
                 await asyncio.sleep(self.poll)

@@ -31,8 +31,10 @@ class MemoryStore:
         return None
 
     async def commit(self, writes: Sequence[Write], *, tracking: Tracking | None = None) -> Committed:
-        if tracking is not None and tracking.event_id is not None and (
-            (tracking.consumer, tracking.event_id) in self._handled
+        if (
+            tracking is not None
+            and tracking.event_id is not None
+            and ((tracking.consumer, tracking.event_id) in self._handled)
         ):
             return Committed(duplicate=True)
         pending: dict[str, int] = {}

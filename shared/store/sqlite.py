@@ -9,6 +9,7 @@ each request inside its own savepoint so that one request's conflict does not fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -58,7 +59,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
-COLUMNS = "position, id, stream, version, data, source, correlation_id, causation_id, schema_version, recorded_at"
+COLUMNS = (
+    "position, id, stream, version, data, source, correlation_id, causation_id, schema_version, recorded_at"
+)
 
 Request = tuple[Sequence[Write], Tracking | None, "asyncio.Future[Committed]"]
 
@@ -109,10 +112,8 @@ class SqliteStore:
     ) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         loop = asyncio.get_running_loop()
         if self._writer is not None:
             await loop.run_in_executor(self._writer_pool, self._writer.close)
@@ -226,7 +227,7 @@ class SqliteStore:
                         env_id,
                         write.stream,
                         actual,
-                        getattr(event, "type"),
+                        event.type,
                         event.model_dump_json(),
                         self.source,
                         corr,

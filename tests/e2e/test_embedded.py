@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import hashlib
 import hmac
+from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -24,7 +23,12 @@ def settings(tmp_path: Path) -> Settings:
 
 async def test_an_alert_opens_an_incident_that_is_prioritised_notified_and_listed(tmp_path: Path) -> None:
     async with running(embedded_apps(settings(tmp_path)), ADMIN) as c:
-        alert = {"title": "Disk full on db-1", "service": "db", "severity": "critical", "dedup_key": "disk-db-1"}
+        alert = {
+            "title": "Disk full on db-1",
+            "service": "db",
+            "severity": "critical",
+            "dedup_key": "disk-db-1",
+        }
         r = await c["intake"].post("/v1/alerts", json=alert, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status_code == 202, r.text
         incident_id = r.json()["incident_id"]
@@ -53,7 +57,9 @@ async def test_an_alert_opens_an_incident_that_is_prioritised_notified_and_liste
 
 async def test_responders_webhook_gets_a_signed_notification_after_a_failed_attempt(tmp_path: Path) -> None:
     async with webhook_receiver(fail_first=1) as hook:
-        config = settings(tmp_path).model_copy(update={"webhook_url": hook.url, "webhook_secret": "hook-secret"})
+        config = settings(tmp_path).model_copy(
+            update={"webhook_url": hook.url, "webhook_secret": "hook-secret"}
+        )
         async with running(embedded_apps(config), ADMIN) as c:
             alert = {"title": "API down", "service": "api", "severity": "high", "dedup_key": "api-down"}
             r = await c["intake"].post("/v1/alerts", json=alert, headers={"Authorization": f"Bearer {KEY}"})

@@ -16,8 +16,15 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def alert() -> domain.Alert:
-    return domain.Alert(key="am:abc", dedup_key="abc", title="CPU", service="api", severity=Severity.HIGH,
-                        status=AlertStatus.FIRING, source="canonical")
+    return domain.Alert(
+        key="am:abc",
+        dedup_key="abc",
+        title="CPU",
+        service="api",
+        severity=Severity.HIGH,
+        status=AlertStatus.FIRING,
+        source="canonical",
+    )
 
 
 def ids(prefix: str) -> object:

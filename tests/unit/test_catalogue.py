@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_committed_catalogue_is_not_stale() -> None:
     for path, text in outputs(ROOT).items():
-        assert path.read_text() == text, f"{path.relative_to(ROOT)} is stale: run `python -m shared.catalogue`"
+        assert path.read_text() == text, (
+            f"{path.relative_to(ROOT)} is stale: run `python -m shared.catalogue`"
+        )
 
 
 def test_every_event_type_has_a_producer() -> None:

@@ -16,8 +16,16 @@ STARTED = datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
 
 
 def alert(key: str = "k", status: AlertStatus = AlertStatus.FIRING, **kw: object) -> Alert:
-    return Alert(key=key, dedup_key=key, title="Disk full", service="db", severity=Severity.CRITICAL,
-                 status=status, source="canonical", **kw)  # type: ignore[arg-type]
+    return Alert(
+        key=key,
+        dedup_key=key,
+        title="Disk full",
+        service="db",
+        severity=Severity.CRITICAL,
+        status=status,
+        source="canonical",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def replay(events: list[Event]) -> Incident:
@@ -51,15 +59,20 @@ def test_a_repeat_in_an_open_incident_bumps_the_counter_and_opens_nothing() -> N
 
 def test_resolving_the_last_firing_alert_resolves_the_incident() -> None:
     first = domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1")
-    d = domain.receive(AlertKey("i1"), replay(first.incident_events), alert(status=AlertStatus.RESOLVED),
-                       now=NOW, new_id="x")
+    d = domain.receive(
+        AlertKey("i1"), replay(first.incident_events), alert(status=AlertStatus.RESOLVED), now=NOW, new_id="x"
+    )
     assert types(d.incident_events) == ["AlertResolved", "IncidentResolved"]
 
 
 def test_after_resolve_the_same_key_opens_a_new_incident() -> None:
     first = domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1")
-    resolved = replay([*first.incident_events, *domain.resolve(replay(first.incident_events), by="ana",
-                                                               reason="ok", now=NOW)])
+    resolved = replay(
+        [
+            *first.incident_events,
+            *domain.resolve(replay(first.incident_events), by="ana", reason="ok", now=NOW),
+        ]
+    )
     assert resolved.status is Status.RESOLVED
     d = domain.receive(AlertKey("i1"), resolved, alert(), now=NOW, new_id="i2")
     assert d.opened and d.incident_id == "i2"
@@ -74,8 +87,12 @@ def test_a_resolve_for_an_alert_with_no_open_incident_opens_nothing() -> None:
 
 def test_acknowledge_only_an_open_incident() -> None:
     opened = replay(domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events)
-    acked = replay([*domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events,
-                    *domain.acknowledge(opened, by="ana", now=NOW)])
+    acked = replay(
+        [
+            *domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events,
+            *domain.acknowledge(opened, by="ana", now=NOW),
+        ]
+    )
     assert acked.status is Status.ACKNOWLEDGED
     with pytest.raises(Conflict):
         domain.acknowledge(acked, by="ana", now=NOW)

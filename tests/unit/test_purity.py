@@ -9,8 +9,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = sorted([*ROOT.glob("services/*/domain.py"), *ROOT.glob("services/*/projections.py")])
-FORBIDDEN = {"fastapi", "starlette", "aiokafka", "asyncpg", "aiosqlite", "sqlite3", "httpx", "asyncio",
-             "random", "time", "uvicorn", "shared.web", "shared.store", "shared.bus", "aiosmtplib"}
+FORBIDDEN = {
+    "fastapi",
+    "starlette",
+    "aiokafka",
+    "asyncpg",
+    "aiosqlite",
+    "sqlite3",
+    "httpx",
+    "asyncio",
+    "random",
+    "time",
+    "uvicorn",
+    "shared.web",
+    "shared.store",
+    "shared.bus",
+    "aiosmtplib",
+}
 
 
 def imported(path: Path) -> set[str]:

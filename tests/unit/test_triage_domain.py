@@ -15,22 +15,45 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("impact", "urgency", "priority"),
-    [(H, H, "P1"), (H, M, "P2"), (M, H, "P2"), (H, L, "P3"), (M, M, "P3"), (L, H, "P3"),
-     (M, L, "P4"), (L, M, "P4"), (L, L, "P5")],
+    [
+        (H, H, "P1"),
+        (H, M, "P2"),
+        (M, H, "P2"),
+        (H, L, "P3"),
+        (M, M, "P3"),
+        (L, H, "P3"),
+        (M, L, "P4"),
+        (L, M, "P4"),
+        (L, L, "P5"),
+    ],
 )
 def test_matrix(impact: Level, urgency: Level, priority: str) -> None:
     assert prioritise(impact, urgency) == Priority(priority)
 
 
 def opened(severity: Severity, impact: Level | None = None, urgency: Level | None = None) -> IncidentOpened:
-    return IncidentOpened(incident_id="i", title="t", service="s", severity=severity, source="x", reporter="x",
-                          impact=impact, urgency=urgency, occurred_at=NOW)
+    return IncidentOpened(
+        incident_id="i",
+        title="t",
+        service="s",
+        severity=severity,
+        source="x",
+        reporter="x",
+        impact=impact,
+        urgency=urgency,
+        occurred_at=NOW,
+    )
 
 
 @pytest.mark.parametrize(
     ("severity", "priority"),
-    [(Severity.CRITICAL, "P1"), (Severity.HIGH, "P2"), (Severity.WARNING, "P3"), (Severity.INFO, "P4"),
-     (Severity.LOW, "P5")],
+    [
+        (Severity.CRITICAL, "P1"),
+        (Severity.HIGH, "P2"),
+        (Severity.WARNING, "P3"),
+        (Severity.INFO, "P4"),
+        (Severity.LOW, "P5"),
+    ],
 )
 def test_severity_stands_in_when_the_reporter_gave_nothing(severity: Severity, priority: str) -> None:
     [assigned] = on_opened(Triage(), opened(severity))
