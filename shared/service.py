@@ -72,6 +72,31 @@ async def supervise(name: str, work: Worker, *, pause: float = 1.0) -> None:
         await asyncio.sleep(pause)
 
 
+async def consume(w: Wiring) -> None:
+    """Follow the sources; on Kafka, make sure their topics exist first."""
+    assert w.bus is not None and w.handler is not None
+    if w.settings.kafka_bootstrap is not None:
+        from shared.relay import ensure_topics, events_topic
+
+        topics = [events_topic(s) for s in w.sources]
+        await ensure_topics(w.settings.kafka_bootstrap, topics, w.settings.kafka_partitions)
+    await w.bus.run(w.name, w.sources, w.handler, w.store)
+
+
+async def relay(w: Wiring) -> None:
+    """Publish this service's store log to its Kafka topic (the store is the outbox)."""
+    from shared.relay import ensure_topics, events_topic, make_producer, run_relay
+
+    assert w.settings.kafka_bootstrap is not None
+    await ensure_topics(w.settings.kafka_bootstrap, [events_topic(w.name)], w.settings.kafka_partitions)
+    producer = make_producer(w.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await run_relay(w.store, producer)
+    finally:
+        await producer.stop()
+
+
 def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
     metrics = Metrics(w.name)
 
@@ -85,24 +110,9 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
                 await stack.enter_async_context(resource)
             tasks: list[asyncio.Task[None]] = []
             if w.bus is not None and w.handler is not None and w.sources:
-                bus, handler = w.bus, w.handler
-                tasks.append(
-                    asyncio.create_task(
-                        supervise(f"{w.name}.consumer", lambda: bus.run(w.name, w.sources, handler, w.store))
-                    )
-                )
+                tasks.append(asyncio.create_task(supervise(f"{w.name}.consumer", lambda: consume(w))))
             if w.relay and w.settings.kafka_bootstrap is not None:
-                from shared.relay import run_relay
-
-                bootstrap = w.settings.kafka_bootstrap
-                partitions = w.settings.kafka_partitions
-                tasks.append(
-                    asyncio.create_task(
-                        supervise(
-                            f"{w.name}.relay", lambda: run_relay(w.store, bootstrap, partitions=partitions)
-                        )
-                    )
-                )
+                tasks.append(asyncio.create_task(supervise(f"{w.name}.relay", lambda: relay(w))))
             for name, worker in w.workers.items():
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
             try:

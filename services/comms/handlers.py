@@ -76,7 +76,7 @@ class Delivery:
         while True:
             page = await self.store.read_all(after=at, limit=200)
             if not page:
-                await self.store.wait_for_append(1.0)
+                await self.store.wait_for_append(1.0, after=at)
                 continue
             planned = [e for e in page if isinstance(e.event, NotificationPlanned)]
             await asyncio.gather(*(self._deliver(e) for e in planned))

@@ -67,7 +67,7 @@ class EmbeddedBus:
                     page = await log_store.read_all(after=at, limit=self.page)
                     self._lag[source] = len(page)
                     if not page:
-                        await log_store.wait_for_append(self.poll)
+                        await log_store.wait_for_append(self.poll, after=at)
                         continue
                     for env in page:
                         try:

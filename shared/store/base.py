@@ -85,8 +85,12 @@ class EventStore(Protocol):
 
     async def checkpoint(self, consumer: str) -> Checkpoint: ...
 
-    async def wait_for_append(self, timeout: float) -> None:
-        """Return when something may have been appended, or after `timeout` seconds."""
+    async def wait_for_append(self, timeout: float, after: Checkpoint | None = None) -> None:
+        """Return when something may have been appended, or after `timeout` seconds.
+
+        With `after` (where the caller's last read ended), return at once if this store already
+        knows of a commit beyond it: an append between the caller's read and its wait is not missed.
+        """
         ...
 
     async def ping(self) -> None:

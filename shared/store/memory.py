@@ -83,7 +83,9 @@ class MemoryStore:
     async def checkpoint(self, consumer: str) -> Checkpoint:
         return self._checkpoints.get(consumer, START)
 
-    async def wait_for_append(self, timeout: float) -> None:
+    async def wait_for_append(self, timeout: float, after: Checkpoint | None = None) -> None:
+        if after is not None and len(self._log) > after[1]:
+            return
         try:
             await asyncio.wait_for(self._appended.wait(), timeout)
         except TimeoutError:

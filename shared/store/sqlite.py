@@ -94,6 +94,7 @@ class SqliteStore:
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
+        self._last_position = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -159,6 +160,8 @@ class SqliteStore:
                 failure = StoreUnavailable(f"cannot write {self.path}: {e}")
                 results = [failure] * len(batch)
             for (_, _, future), result in zip(batch, results, strict=True):
+                if isinstance(result, Committed) and result.envelopes:
+                    self._last_position = max(self._last_position, result.envelopes[-1].position)
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -282,7 +285,9 @@ class SqliteStore:
         rows = await self._query("SELECT tx, position FROM checkpoints WHERE consumer = ?", (consumer,))
         return (rows[0][0], rows[0][1]) if rows else START
 
-    async def wait_for_append(self, timeout: float) -> None:
+    async def wait_for_append(self, timeout: float, after: Checkpoint | None = None) -> None:
+        if after is not None and self._last_position > after[1]:
+            return
         try:
             await asyncio.wait_for(self._appended.wait(), timeout)
         except TimeoutError:

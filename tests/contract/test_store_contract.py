@@ -192,3 +192,11 @@ async def test_a_checkpoint_alone_can_be_saved_and_moved(store: EventStore) -> N
     await store.commit([], tracking=Tracking("relay", None, checkpoint=(0, 5)))
     await store.commit([], tracking=Tracking("relay", None, checkpoint=(0, 9)))
     assert await store.checkpoint("relay") == (0, 9)
+
+
+async def test_waiting_behind_the_log_returns_at_once(store: EventStore) -> None:
+    [env] = await append(store, "s", [ack("1")], expected_version=0)
+    await asyncio.wait_for(store.wait_for_append(timeout=30, after=START), timeout=2)
+    before = asyncio.get_running_loop().time()
+    await store.wait_for_append(timeout=0.2, after=env.checkpoint)
+    assert asyncio.get_running_loop().time() - before >= 0.15  # caught up: it waits for the timeout

@@ -1,0 +1,310 @@
+"""The Kafka bus: a consumer group per consuming service over the producing services' topics.
+
+Each record is decoded from its structured CloudEvent and handed to `shared.consumer.deliver`, which commits
+the handler's writes with a tracking record (so a redelivered record changes nothing). Kafka offsets are the
+position: they are committed only after `deliver` returned, and before a rebalance takes partitions away.
+A record that `deliver` dead-letters, or that cannot be decoded at all, is copied to `lynchpin.<source>.dlq`
+with the reason in its headers before its offset is committed: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from shared.bus.base import Handler, Sink, tracking_name
+from shared.consumer import DeadLettered, RetryPolicy, deliver
+from shared.envelope import Envelope
+from shared.events import EventDeadLettered
+from shared.relay import dlq_topic, events_topic
+from shared.store import ConcurrencyError, StoreUnavailable, Tracking, Write
+
+log = logging.getLogger("lynchpin.bus")
+
+UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError)
+"""What `Envelope.from_json` raises on a record that is not one of our CloudEvents (JSON and pydantic
+errors are ValueErrors)."""
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class RetryLater(Exception):
+    """The consumer's store cannot take the record now; re-read it after a pause."""
+
+
+@dataclass
+class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Offsets handled but not yet committed, and the rebalance hook that commits them in time."""
+
+    consumer: Any = None
+    done: dict[Any, int] = field(default_factory=dict)
+    """Next offset to commit, per partition (handled, not yet committed)."""
+    at: dict[Any, int] = field(default_factory=dict)
+    """Next offset to handle, per partition this consumer handled something on (for `lag`)."""
+    generation: int = 0
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def commit(self) -> None:
+        if not self.done:
+            return
+        offsets = dict(self.done)
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as error:  # redelivered later, and deduplicated by the tracking records
+            log.warning("offset commit failed, will retry: %r", error)
+            return
+        for tp, offset in offsets.items():
+            if self.done.get(tp) == offset:
+                del self.done[tp]
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.busy:  # let the record in hand finish, then hand its offset over
+            self.generation += 1
+            await self.commit()
+            self.done.clear()
+            self.at.clear()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class KafkaBus:
+    """Consumes `lynchpin.<source>.events` topics; owns the producer that writes dead letters."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group_prefix: str = "lynchpin",
+        retry: RetryPolicy = DEFAULT_RETRY,
+        batch: int = 200,
+        poll: float = 0.5,
+        first_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        client_id: str = "lynchpin",
+        consumer_options: Mapping[str, Any] | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group_prefix = group_prefix
+        self.retry = retry
+        self.batch = batch
+        self.poll = poll
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.client_id = client_id
+        self.consumer_options = dict(consumer_options or {})
+        self.producer_options = dict(producer_options or {})
+        self._producer: Any = None
+        self._producer_lock = asyncio.Lock()
+        self._lag: dict[str, int] = {}
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._dlq_producer()
+        except KafkaError as error:  # not fatal: started again when a dead letter needs it
+            log.warning("kafka bus: producer not started yet: %r", error)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    def lag(self) -> dict[str, int]:
+        return dict(self._lag)
+
+    # --- consuming --------------------------------------------------------------------------
+
+    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
+        topics = {events_topic(source): source for source in sources}
+        delay = self.first_backoff
+        while True:
+            kafka = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=f"{self.group_prefix}.{consumer}",
+                client_id=f"{self.client_id}.{consumer}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **self.consumer_options,
+            )
+            positions = _Positions(kafka)
+            kafka.subscribe(list(topics), listener=positions)
+            try:
+                await kafka.start()
+                delay = self.first_backoff
+                await self._consume(kafka, positions, consumer, topics, handler, store)
+            except KafkaError as error:
+                log.warning("kafka bus %s: %r; reconnecting in %.1fs", consumer, error, delay)
+            finally:
+                try:  # bounded: during a broker outage a commit would wait for the broker
+                    await asyncio.wait_for(positions.commit(), self.max_backoff)
+                except TimeoutError:
+                    log.warning("kafka bus %s: last offset commit timed out", consumer)
+                finally:
+                    await kafka.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _consume(
+        self,
+        kafka: Any,
+        positions: _Positions,
+        consumer: str,
+        topics: Mapping[str, str],
+        handler: Handler,
+        store: Sink,
+    ) -> None:
+        delay = self.first_backoff
+        while True:
+            try:
+                batches = await kafka.getmany(timeout_ms=int(self.poll * 1000), max_records=self.batch)
+            except KafkaError as error:
+                log.warning("kafka bus %s: fetch failed: %r", consumer, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            generation = positions.generation
+            pause = False
+            for tp, records in batches.items():
+                source = topics[tp.topic]
+                if records:
+                    positions.at.setdefault(tp, records[0].offset)
+                for record in records:
+                    async with positions.busy:
+                        if positions.generation != generation:  # revoked meanwhile: the new owner resumes
+                            break
+                        try:
+                            await self._handle(record, consumer, source, handler, store)
+                        except RetryLater as error:
+                            log.warning(
+                                "kafka bus %s: %s; will re-read %s@%d", consumer, error, tp, record.offset
+                            )
+                            kafka.seek(tp, record.offset)
+                            pause = True
+                            break
+                        positions.done[tp] = positions.at[tp] = record.offset + 1
+                if pause:
+                    break
+            if pause:  # re-read every partition from its first unhandled record after a pause
+                for tp, records in batches.items():
+                    if records and positions.generation == generation:
+                        kafka.seek(tp, positions.done.get(tp, records[0].offset))
+            if positions.generation == generation:
+                await positions.commit()
+            self._update_lag(kafka, positions, topics)
+            if pause:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+            else:
+                delay = self.first_backoff
+
+    async def _handle(self, record: Any, consumer: str, source: str, handler: Handler, store: Sink) -> None:
+        """Deliver one record; raise RetryLater when the store cannot take it now."""
+        name = tracking_name(consumer, source)
+        try:
+            env = Envelope.from_json(record.value)
+        except UNDECODABLE as error:
+            reason = f"undecodable record: {type(error).__name__}: {error}"[:2000]
+            log.error("%s: %s at %s[%d]@%d", name, reason, record.topic, record.partition, record.offset)
+            await self._record_undecodable(record, name, reason, store)
+            await self._dead_letter(record, source, name, reason, attempts=1)
+            return
+        try:
+            await deliver(env, consumer=name, handler=handler, store=store, retry=self.retry)
+        except DeadLettered as dead:
+            log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
+            await self._dead_letter(record, source, name, dead.record.reason, attempts=dead.record.attempts)
+        except (StoreUnavailable, ConcurrencyError) as error:
+            raise RetryLater(f"{type(error).__name__}: {error}") from error
+
+    async def _record_undecodable(self, record: Any, name: str, reason: str, store: Sink) -> None:
+        """Note the bad record in the consumer's store too, as deliver does for a dead-lettered event."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        headers = dict(record.headers or ())
+        dead = EventDeadLettered(
+            consumer=name,
+            event_id=headers.get("ce_id", b"").decode(errors="replace") or where,
+            event_type=headers.get("ce_type", b"").decode(errors="replace") or "unknown",
+            stream=where,
+            attempts=1,
+            reason=reason,
+            occurred_at=datetime.now(UTC),
+        )
+        try:
+            await store.commit(
+                [Write(f"deadletter-{name}", [dead], None)], tracking=Tracking(name, f"kafka:{where}")
+            )
+        except StoreUnavailable as error:
+            raise RetryLater(f"StoreUnavailable: {error}") from error
+
+    # --- dead letters -----------------------------------------------------------------------
+
+    async def _dlq_producer(self) -> Any:
+        async with self._producer_lock:
+            if self._producer is None:
+                options: dict[str, Any] = {"enable_idempotence": True, "client_id": f"{self.client_id}.dlq"}
+                options.update(self.producer_options)
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **options)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _dead_letter(self, record: Any, source: str, consumer: str, reason: str, attempts: int) -> None:
+        """Copy `record` to the source's DLQ topic with the reason; retry until the broker took it."""
+        headers = [
+            *(record.headers or ()),
+            ("dlq_reason", reason.encode()),
+            ("dlq_consumer", consumer.encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+        ]
+        delay = self.first_backoff
+        while True:
+            try:
+                producer = await self._dlq_producer()
+                await producer.send_and_wait(
+                    dlq_topic(source),
+                    value=record.value if record.value is not None else b"",
+                    key=record.key,
+                    headers=headers,
+                )
+                return
+            except KafkaError as error:
+                log.warning("%s: cannot publish dead letter yet: %r", consumer, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    # --- lag --------------------------------------------------------------------------------
+
+    def _update_lag(self, kafka: Any, positions: _Positions, topics: Mapping[str, str]) -> None:
+        lag: dict[str, int] = dict.fromkeys(topics.values(), 0)
+        try:
+            for tp in kafka.assignment():
+                highwater = kafka.highwater(tp)
+                if highwater is None:
+                    continue
+                position = positions.at.get(tp)
+                if position is not None:
+                    lag[topics[tp.topic]] += max(0, highwater - position)
+        except (AssertionError, AttributeError, KafkaError):  # reassigned meanwhile: keep the last figures
+            return
+        self._lag.update(lag)

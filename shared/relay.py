@@ -1,0 +1,259 @@
+"""The relay: publish a service's own store log to its Kafka topic (the store is the outbox).
+
+It tails the log from its checkpoint, sends a batch with the idempotent producer (key = incident id, so one
+incident's events stay in order on one partition), waits until the broker acknowledged every record, and only
+then saves its checkpoint in the store. A crash between the two re-publishes the batch: at-least-once, and
+consumers deduplicate by event id. Broker and store outages are retried with backoff, never skipped.
+
+With a store that offers `try_lock`/`release_lock` (PostgreSQL advisory locks), only the instance holding
+`relay:<source>` publishes, so N instances of a service run one active relay between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError
+
+from shared.envelope import SPEC_VERSION, TYPE_PREFIX, Checkpoint, Envelope
+from shared.store import START, Committed, StoreUnavailable, Tracking, Write
+
+log = logging.getLogger("lynchpin.relay")
+
+RELAY_CONSUMER = "relay:kafka"
+CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
+TOPIC_EXISTS = 36
+
+
+def events_topic(source: str) -> str:
+    return f"lynchpin.{source}.events"
+
+
+def dlq_topic(source: str) -> str:
+    return f"lynchpin.{source}.dlq"
+
+
+class Outbox(Protocol):
+    """The part of an `EventStore` the relay uses (any EventStore is one)."""
+
+    source: str
+
+    async def commit(self, writes: Sequence[Write], *, tracking: Tracking | None = None) -> Committed: ...
+
+    async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]: ...
+
+    async def checkpoint(self, consumer: str) -> Checkpoint: ...
+
+    async def wait_for_append(self, timeout: float, after: Checkpoint | None = None) -> None: ...
+
+
+class Producer(Protocol):
+    """The part of `aiokafka.AIOKafkaProducer` the relay uses."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]: ...
+
+
+def make_producer(bootstrap: str, **options: Any) -> Any:
+    """An idempotent aiokafka producer (acks=all, one batch in flight per partition); start it yourself."""
+    from aiokafka import AIOKafkaProducer
+
+    settings: dict[str, Any] = {"enable_idempotence": True, "client_id": "lynchpin-relay"}
+    settings.update(options)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **settings)
+
+
+def cloudevent_headers(env: Envelope) -> list[tuple[str, bytes]]:
+    return [
+        ("ce_id", env.id.encode()),
+        ("ce_type", (TYPE_PREFIX + env.type).encode()),
+        ("ce_source", f"lynchpin/{env.source}".encode()),
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+
+
+class Relay:
+    """Publishes `store`'s log to `topic` (default `lynchpin.<source>.events`) through a started producer."""
+
+    def __init__(
+        self,
+        store: Outbox,
+        producer: Producer,
+        topic: str | None = None,
+        *,
+        batch: int = 500,
+        poll: float = 0.5,
+        first_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        lock_retry: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.producer = producer
+        self.topic = topic if topic is not None else events_topic(store.source)
+        self.batch = batch
+        self.poll = poll
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.lock_retry = lock_retry
+        self.lock_name = f"relay:{store.source}"
+        self.published = 0
+        self.active = False
+
+    async def run(self) -> None:
+        """Publish forever (until cancelled). Never raises for broker or store outages."""
+        delay = self.first_backoff
+        while True:
+            try:
+                if not await self._lock():
+                    await asyncio.sleep(self.lock_retry)
+                    continue
+                try:
+                    self.active = True
+                    at = await self.store.checkpoint(RELAY_CONSUMER)
+                    log.info("relay %s: publishing after %s", self.topic, at)
+                    while await self._lock():  # a store with locks says each time whether it still holds it
+                        sent = await self._publish_after(at)
+                        delay = self.first_backoff
+                        if sent is None:
+                            await self.store.wait_for_append(self.poll, after=at)
+                        else:
+                            at = sent
+                    log.warning("relay %s: lost lock %s", self.topic, self.lock_name)
+                finally:
+                    self.active = False
+                    await self._unlock()
+            except (StoreUnavailable, KafkaError) as error:
+                log.warning("relay %s: %r; retrying in %.1fs", self.topic, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def publish_pending(self) -> int:
+        """Publish everything after the checkpoint once (no lock, no retry); the number of records sent."""
+        before = self.published
+        at = await self.store.checkpoint(RELAY_CONSUMER)
+        while (sent := await self._publish_after(at)) is not None:
+            at = sent
+        return self.published - before
+
+    async def _publish_after(self, at: Checkpoint) -> Checkpoint | None:
+        """Send one page after `at`, wait for the broker, save the checkpoint; None when nothing was there."""
+        page = await self.store.read_all(after=at, limit=self.batch)
+        if not page:
+            return None
+        t0 = time.monotonic()
+        acks: list[Awaitable[Any]] = []
+        try:
+            for env in page:
+                acks.append(
+                    await self.producer.send(
+                        self.topic,
+                        value=env.to_json(),
+                        key=env.partition_key.encode(),
+                        headers=cloudevent_headers(env),
+                    )
+                )
+        except BaseException:
+            for ack in acks:  # the queued sends still complete or fail: do not leave their errors unread
+                asyncio.ensure_future(ack).add_done_callback(_ignore_result)
+            raise
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        last = page[-1].checkpoint
+        await self.store.commit([], tracking=Tracking(RELAY_CONSUMER, None, checkpoint=last))
+        self.published += len(page)
+        log.debug("relay %s: %d records acknowledged in %.3fs", self.topic, len(page), time.monotonic() - t0)
+        return last
+
+    async def _lock(self) -> bool:
+        try_lock = getattr(self.store, "try_lock", None)
+        if try_lock is None:
+            return True
+        return bool(await _maybe_await(try_lock(self.lock_name)))
+
+    async def _unlock(self) -> None:
+        release = getattr(self.store, "release_lock", None)
+        if release is None:
+            return
+        try:
+            await asyncio.shield(_maybe_await(release(self.lock_name)))
+        except StoreUnavailable as error:  # the session is gone, and its lock with it
+            log.warning("relay %s: could not release %s: %r", self.topic, self.lock_name, error)
+
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def run_relay(store: Outbox, producer: Producer, topic: str | None = None, **options: Any) -> None:
+    """Run a `Relay` forever (until cancelled)."""
+    await Relay(store, producer, topic, **options).run()
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    dlq: bool = True,
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> None:
+    """Create `lynchpin.<svc>.events` (and `lynchpin.<svc>.dlq`) for each service name in `names`.
+
+    Existing topics (error 36) are fine. Returns once every partition has a leader.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topics: list[str] = []
+    for name in names:
+        topics.append(events_topic(name))
+        if dlq:
+            topics.append(dlq_topic(name))
+    if not topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lynchpin-admin")
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(t, partitions, replication_factor) for t in topics], timeout_ms=int(timeout * 1000)
+        )
+        errors = [
+            f"{entry[0]}: error {entry[1]} {entry[2] if len(entry) > 2 else ''}".strip()
+            for entry in response.topic_errors
+            if entry[1] not in (0, TOPIC_EXISTS)
+        ]
+        if errors:
+            raise RuntimeError("create_topics failed: " + "; ".join(errors))
+        deadline = time.monotonic() + timeout
+        while True:
+            described = await admin.describe_topics(topics)
+            if len(described) == len(topics) and all(
+                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics {topics} have no leader after {timeout:.0f}s")
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
