@@ -30,12 +30,12 @@ CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
 TOPIC_EXISTS = 36
 
 
-def events_topic(source: str) -> str:
-    return f"lynchpin.{source}.events"
+def events_topic(source: str, namespace: str = "lynchpin") -> str:
+    return f"{namespace}.{source}.events"
 
 
-def dlq_topic(source: str) -> str:
-    return f"lynchpin.{source}.dlq"
+def dlq_topic(source: str, namespace: str = "lynchpin") -> str:
+    return f"{namespace}.{source}.dlq"
 
 
 class Outbox(Protocol):
@@ -217,6 +217,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    namespace: str = "lynchpin",
 ) -> None:
     """Create `lynchpin.<svc>.events` (and `lynchpin.<svc>.dlq`) for each service name in `names`.
 
@@ -226,9 +227,9 @@ async def ensure_topics(
 
     topics: list[str] = []
     for name in names:
-        topics.append(events_topic(name))
+        topics.append(events_topic(name, namespace))
         if dlq:
-            topics.append(dlq_topic(name))
+            topics.append(dlq_topic(name, namespace))
     if not topics:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lynchpin-admin")

@@ -76,10 +76,14 @@ async def consume(w: Wiring) -> None:
     """Follow the sources; on Kafka, make sure their topics exist first."""
     assert w.bus is not None and w.handler is not None
     if w.settings.kafka_bootstrap is not None:
-        from shared.relay import ensure_topics, events_topic
+        from shared.relay import ensure_topics
 
-        topics = [events_topic(s) for s in w.sources]
-        await ensure_topics(w.settings.kafka_bootstrap, topics, w.settings.kafka_partitions)
+        await ensure_topics(
+            w.settings.kafka_bootstrap,
+            w.sources,
+            w.settings.kafka_partitions,
+            namespace=w.settings.kafka_namespace,
+        )
     await w.bus.run(w.name, w.sources, w.handler, w.store)
 
 
@@ -87,12 +91,15 @@ async def relay(w: Wiring) -> None:
     """Publish this service's store log to its Kafka topic (the store is the outbox)."""
     from shared.relay import ensure_topics, events_topic, make_producer, run_relay
 
-    assert w.settings.kafka_bootstrap is not None
-    await ensure_topics(w.settings.kafka_bootstrap, [events_topic(w.name)], w.settings.kafka_partitions)
-    producer = make_producer(w.settings.kafka_bootstrap)
+    settings = w.settings
+    assert settings.kafka_bootstrap is not None
+    await ensure_topics(
+        settings.kafka_bootstrap, [w.name], settings.kafka_partitions, namespace=settings.kafka_namespace
+    )
+    producer = make_producer(settings.kafka_bootstrap)
     await producer.start()
     try:
-        await run_relay(w.store, producer)
+        await run_relay(w.store, producer, events_topic(w.name, settings.kafka_namespace))
     finally:
         await producer.stop()
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str | None = Field(default=None, description="Distributed mode: the Kafka brokers.")
     kafka_partitions: int = 6
+    kafka_namespace: str = Field(default="lynchpin", description="Prefix of topic and consumer-group names.")
 
     admin_token: str | None = None
     integration_key: str | None = None

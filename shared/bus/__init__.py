@@ -15,7 +15,8 @@ def open_bus(settings: Settings, *, sources: Sequence[str]) -> Bus:
     if settings.kafka_bootstrap is not None:
         from shared.bus.kafka import KafkaBus
 
-        return KafkaBus(settings.kafka_bootstrap)
+        namespace = settings.kafka_namespace
+        return KafkaBus(settings.kafka_bootstrap, group_prefix=namespace, namespace=namespace)
     from shared.bus.embedded import EmbeddedBus
     from shared.store import open_store
 

@@ -86,6 +86,7 @@ class KafkaBus:
         bootstrap: str,
         *,
         group_prefix: str = "lynchpin",
+        namespace: str = "lynchpin",
         retry: RetryPolicy = DEFAULT_RETRY,
         batch: int = 200,
         poll: float = 0.5,
@@ -97,6 +98,7 @@ class KafkaBus:
     ) -> None:
         self.bootstrap = bootstrap
         self.group_prefix = group_prefix
+        self.namespace = namespace
         self.retry = retry
         self.batch = batch
         self.poll = poll
@@ -129,7 +131,7 @@ class KafkaBus:
     # --- consuming --------------------------------------------------------------------------
 
     async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
-        topics = {events_topic(source): source for source in sources}
+        topics = {events_topic(source, self.namespace): source for source in sources}
         delay = self.first_backoff
         while True:
             kafka = AIOKafkaConsumer(
@@ -282,7 +284,7 @@ class KafkaBus:
             try:
                 producer = await self._dlq_producer()
                 await producer.send_and_wait(
-                    dlq_topic(source),
+                    dlq_topic(source, self.namespace),
                     value=record.value if record.value is not None else b"",
                     key=record.key,
                     headers=headers,

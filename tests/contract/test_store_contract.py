@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +45,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             url = f"sqlite://{tmp_path / 'events.db'}"
         case "postgres":
             url = request.getfixturevalue("pg_dsn")
-        case _:
-            url = os.environ["LYNCHPIN_TEST_KURRENTDB_URL"]
+        case _:  # a fresh namespace per test on the shared server
+            base = os.environ["LYNCHPIN_TEST_KURRENTDB_URL"]
+            url = f"{base}{'&' if '?' in base else '?'}LynchpinNamespace=t{uuid.uuid4().hex[:12]}"
     async with open_store(url, source="intake") as opened:
         yield opened
 
