@@ -11,23 +11,10 @@ from typing import Any
 
 import orjson
 
-from shared.events import event_types
+from shared.events import PRODUCERS, common, event_types
 
-PRODUCERS = {
-    "intake": [
-        "IntegrationCreated",
-        "AlertObserved",
-        "IncidentOpened",
-        "AlertAttached",
-        "AlertRepeated",
-        "AlertResolved",
-        "IncidentAcknowledged",
-        "IncidentResolved",
-    ],
-    "triage": ["PriorityAssigned"],
-    "comms": ["NotificationPlanned", "NotificationSent", "NotificationFailed"],
-}
-ANY_SERVICE = ["EventDeadLettered"]
+PRODUCING = {service: [cls.__name__ for cls in events] for service, events in PRODUCERS.items()}
+ANY_SERVICE = [cls.__name__ for cls in common.EVENTS]
 
 ENVELOPE = {
     "specversion": "CloudEvents spec version, `1.0`",
@@ -58,7 +45,7 @@ def asyncapi() -> dict[str, Any]:
         defs.update(schema.pop("$defs", {}))
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    for service, names in PRODUCERS.items():
+    for service, names in PRODUCING.items():
         names = names + ANY_SERVICE
         channel = f"lynchpin.{service}.events"
         channels[service] = {
@@ -110,7 +97,7 @@ def markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{k}` | {v} |" for k, v in ENVELOPE.items()]
-    for service, names in [*PRODUCERS.items(), ("every service", ANY_SERVICE)]:
+    for service, names in [*PRODUCING.items(), ("every service", ANY_SERVICE)]:
         lines += ["", f"## Recorded by {service}", ""]
         for name in names:
             cls = types[name]

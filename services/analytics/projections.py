@@ -50,7 +50,9 @@ class IncidentView:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> IncidentView:
         times = ("opened_at", "detected_at", "acknowledged_at", "resolved_at")
-        fields: dict[str, Any] = {k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()}
+        fields: dict[str, Any] = {
+            k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()
+        }
         return cls(**fields)
 
 
