@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     integration_key: str | None = None
     secret: str | None = Field(default=None, description="Signs bearer tokens; the same in every service.")
 
+    policy: Path | None = Field(
+        default=None, description="The policy file (YAML or TOML); defaults built in."
+    )
     webhook_url: str | None = Field(default=None, description="Where comms posts responder notifications.")
     webhook_secret: str = "lynchpin-webhook"
     max_body_bytes: int = 512 * 1024

@@ -9,6 +9,7 @@ from typing import Any
 from shared.envelope import Envelope
 from shared.events import (
     AlertAttached,
+    AlertObserved,
     AlertRepeated,
     AlertResolved,
     Event,
@@ -142,10 +143,26 @@ def summarise(event: Event) -> tuple[str, str] | None:
                 "comms",
                 f"Notification to {event.recipient} failed (attempt {event.attempt}, {final}): {event.error}",
             )
+        case AlertObserved():
+            return None  # the dedup layer's own record; AlertAttached tells the story
         case EventDeadLettered():
             return event.consumer, f"{event.event_type} {event.event_id} set aside: {event.reason}"
         case _:
-            return None
+            return _generic(event)
+
+
+def _generic(event: Event) -> tuple[str, str]:
+    """Any other event: its name in words and its own fields, so nothing is left off the timeline."""
+    skip = {"type", "occurred_at", "incident_id"}
+    fields = {
+        k: v
+        for k, v in event.model_dump(mode="json").items()
+        if k not in skip and v not in (None, "", [], {})
+    }
+    words = "".join(f" {c.lower()}" if c.isupper() else c for c in event.type).strip().capitalize()
+    detail = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in list(fields.items())[:6])
+    by = str(fields.get("by") or fields.get("actor") or event.type.split("Incident")[0].lower() or "lynchpin")
+    return by, f"{words}" + (f" ({detail})" if detail else "")
 
 
 def timeline_entry(env: Envelope) -> TimelineEntry | None:

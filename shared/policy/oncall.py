@@ -1,0 +1,9 @@
+"""The oncall section of the policy file."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class OnCallPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

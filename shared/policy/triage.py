@@ -1,0 +1,9 @@
+"""The triage section of the policy file."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class TriagePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
