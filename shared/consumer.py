@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from shared.bus.base import Handler, Sink
 from shared.envelope import Checkpoint, Envelope
 from shared.events import EventDeadLettered
+from shared.logging import log_context
 from shared.store import Committed, ConcurrencyError, StoreUnavailable, Tracking, Write
 
 log = logging.getLogger("lynchpin.consumer")
@@ -51,6 +52,21 @@ async def deliver(
     is raised so that the bus can also publish it where its mode keeps dead letters.
     StoreUnavailable is never dead-lettered: the store being down is not the event's fault.
     """
+    with log_context(correlation_id=env.correlation_id, incident_id=env.event.partition_key, event_id=env.id):
+        return await _deliver(
+            env, consumer=consumer, handler=handler, store=store, checkpoint=checkpoint, retry=retry
+        )
+
+
+async def _deliver(
+    env: Envelope,
+    *,
+    consumer: str,
+    handler: Handler,
+    store: Sink,
+    checkpoint: Checkpoint | None,
+    retry: RetryPolicy,
+) -> Committed:
     tracking = Tracking(consumer, env.id, checkpoint)
     failures = 0
     conflicts = 0

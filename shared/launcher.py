@@ -4,13 +4,13 @@ consumers following the producers' stores directly. What `make run` / `lynchpin 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 import uvicorn
 from fastapi import FastAPI
 
 from shared.bus.embedded import EmbeddedBus
+from shared.logging import configure, uvicorn_log_config
 from shared.settings import SERVICES, Settings
 from shared.store import EventStore, open_store
 
@@ -78,7 +78,12 @@ async def serve(settings: Settings) -> None:
     servers = [
         uvicorn.Server(
             uvicorn.Config(
-                app, host=settings.host, port=settings.port(name), log_level="warning", lifespan="on"
+                app,
+                host=settings.host,
+                port=settings.port(name),
+                log_level="warning",
+                lifespan="on",
+                log_config=uvicorn_log_config(settings.log_format),
             )
         )
         for name, app in apps.items()
@@ -88,8 +93,8 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = with_credentials(Settings())
+    configure("lynchpin", level=settings.log_level, fmt=settings.log_format)
     asyncio.run(serve(settings))
 
 

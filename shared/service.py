@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from shared.auth import Credentials, hash_secret
 from shared.bus.base import Bus, Handler
 from shared.clock import Clock
+from shared.logging import LogContext, service_var
 from shared.settings import Settings
 from shared.store import StoreUnavailable
 from shared.web import BodyLimit, Metrics, install_errors, install_health
@@ -116,12 +117,14 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
             for resource in w.resources:
                 await stack.enter_async_context(resource)
             tasks: list[asyncio.Task[None]] = []
+            bound = service_var.set(w.name)  # the tasks below copy it: their logs name this service
             if w.bus is not None and w.handler is not None and w.sources:
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.consumer", lambda: consume(w))))
             if w.relay and w.settings.kafka_bootstrap is not None:
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.relay", lambda: relay(w))))
             for name, worker in w.workers.items():
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
+            service_var.reset(bound)
             try:
                 yield
             finally:
@@ -137,6 +140,7 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
     install_errors(app, overload_status=w.overload_status)
     metrics.middleware(app)
     app.add_middleware(BodyLimit, limit=w.settings.max_body_bytes)
+    app.add_middleware(LogContext, service=w.name)
     install_health(app, metrics, w.store.ping)
     app.state.metrics = metrics
     return app

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     webhook_secret: str = "lynchpin-webhook"
     max_body_bytes: int = 512 * 1024
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per log line, with the incident's correlation id."
+    )
 
     def port(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from services.comms.app import create_app
+from shared.logging import configure, uvicorn_log_config
 from shared.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.comms_port, log_level="warning")
+    configure("comms", level=settings.log_level, fmt=settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.comms_port,
+        log_level="warning",
+        log_config=uvicorn_log_config(settings.log_format),
+    )
 
 
 if __name__ == "__main__":
