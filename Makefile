@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KAFKA_VERSION := 3.9.1
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test install kafka-jars lint fmt bench bench-quick clean
+.PHONY: run test install kafka-jars lint fmt bench bench-quick clean rebuild
 
 run: install
 	$(BIN)/lynchpin up
@@ -33,6 +33,9 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+rebuild: install
+	$(BIN)/lynchpin rebuild
 
 bench: install
 	$(BIN)/python -m bench

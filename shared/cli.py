@@ -16,6 +16,17 @@ def up() -> None:
 
 
 @app.command()
+def rebuild() -> None:
+    """Rebuild analytics' read models from the start of every service's log (run with analytics stopped)."""
+    import asyncio
+
+    from services.analytics.rebuild import rebuild as run
+    from shared.settings import Settings
+
+    typer.echo(str(asyncio.run(run(Settings()))))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from importlib.metadata import version as v

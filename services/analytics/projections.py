@@ -1,27 +1,83 @@
-"""Analytics' pure core: fold events from every service into incident views and timeline entries."""
+"""Analytics' pure core: fold facts from every service's log into incident views and timeline entries.
+
+Analytics is a tolerant reader: it folds `Fact`s (an event's type, incident, domain time and fields)
+rather than the event classes themselves, so it reads every event in the catalogue by name and field,
+keeps working when a producer adds an optional field, and can be tested with any event shape.
+Each field of a view is written by one producing service only, so the result does not depend on
+how the services' logs interleave: a replay reaches the state that live processing reached.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from shared.envelope import Envelope
-from shared.events import (
-    AlertAttached,
-    AlertObserved,
-    AlertRepeated,
-    AlertResolved,
-    Event,
-    EventDeadLettered,
-    IncidentAcknowledged,
-    IncidentOpened,
-    IncidentResolved,
-    NotificationFailed,
-    NotificationPlanned,
-    NotificationSent,
-    PriorityAssigned,
+
+TIMES = (
+    "opened_at",
+    "detected_at",
+    "acknowledged_at",
+    "resolved_at",
+    "closed_at",
+    "on_hold_since",
+    "next_update_due",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One event as analytics reads it."""
+
+    id: str
+    type: str
+    incident_id: str | None
+    at: datetime
+    data: Mapping[str, Any]
+    source: str = ""
+    position: int = 0
+
+    @classmethod
+    def of(cls, env: Envelope) -> Fact:
+        data = env.event.model_dump(mode="python", exclude={"type", "occurred_at"})
+        incident_id = data.get("incident_id")
+        return cls(
+            id=env.id,
+            type=env.type,
+            incident_id=incident_id if isinstance(incident_id, str) and incident_id else None,
+            at=env.occurred_at,
+            data=data,
+            source=env.source,
+            position=env.position,
+        )
+
+    def text(self, *names: str, default: str = "") -> str:
+        for name in names:
+            value = self.data.get(name)
+            if value not in (None, ""):
+                return str(getattr(value, "value", value))
+        return default
+
+    def time(self, *names: str) -> datetime | None:
+        for name in names:
+            value = self.data.get(name)
+            if isinstance(value, datetime):
+                return value
+            if isinstance(value, str) and value:
+                try:
+                    return datetime.fromisoformat(value)
+                except ValueError:
+                    continue
+        return None
+
+    def number(self, *names: str) -> float | None:
+        for name in names:
+            value = self.data.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,30 +86,64 @@ class IncidentView:
     title: str = ""
     service: str = ""
     severity: str | None = None
+    category: str | None = None
+    description: str = ""
     status: str = "open"
     priority: str | None = None
     major: str | None = None
+    team: str | None = None
+    assignee: str | None = None
     opened_at: datetime | None = None
     detected_at: datetime | None = None
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    on_hold_since: datetime | None = None
     alert_count: int = 0
     notification_count: int = 0
     notifications_sent: int = 0
+    notifications_failed: int = 0
+    reopen_count: int = 0
+    response_breached: bool = False
+    resolution_breached: bool = False
+    sla_warnings: int = 0
+    next_update_due: datetime | None = None
+    holds: tuple[tuple[str, str], ...] = ()
+    roles: tuple[dict[str, Any], ...] = ()
+    updates: tuple[dict[str, Any], ...] = ()
+    feedback: tuple[dict[str, Any], ...] = ()
+    actions: tuple[dict[str, Any], ...] = ()
+    major_reason: str | None = None
+    response_target: float | None = None
+    resolution_target: float | None = None
+    sla_calendar: str | None = None
+    response_met: bool = False
+    resolution_met: bool = False
+    problem_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         for key, value in out.items():
             if isinstance(value, datetime):
                 out[key] = value.isoformat()
+            elif isinstance(value, tuple):
+                out[key] = [list(v) if isinstance(v, tuple) else v for v in value]
         return out
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> IncidentView:
-        times = ("opened_at", "detected_at", "acknowledged_at", "resolved_at")
-        fields: dict[str, Any] = {
-            k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()
-        }
+    def from_json(cls, doc: Mapping[str, Any]) -> IncidentView:
+        known = set(cls.__dataclass_fields__)
+        fields: dict[str, Any] = {}
+        for key, value in doc.items():
+            if key not in known:
+                continue
+            if key in TIMES and value:
+                value = datetime.fromisoformat(value)
+            elif key == "holds":
+                value = tuple((str(a), str(b)) for a, b in value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            fields[key] = value
         return cls(**fields)
 
 
@@ -66,117 +156,387 @@ class TimelineEntry:
     by: str
     summary: str
     source: str
+    position: int = 0
+    why: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "by": self.by,
+            "summary": self.summary,
+            "why": self.why,
+            "source": self.source,
+        }
 
 
-def project(view: IncidentView | None, event: Event) -> IncidentView | None:
-    """The incident view after `event`; None while the incident is unknown."""
-    match event:
-        case IncidentOpened():
-            base = view or IncidentView(id=event.incident_id)
-            return replace(
-                base,
-                title=event.title,
-                service=event.service,
-                severity=event.severity.value,
-                opened_at=event.occurred_at,
-                detected_at=event.detected_at,
-            )
+# Bookkeeping records that tell a reader nothing the timeline does not already say.
+HIDDEN = frozenset(
+    {
+        "AlertObserved",
+        "AlertGrouped",
+        "ServiceActivityRecorded",
+        "RecipientNotified",
+        "IncidentContextUpdated",
+    }
+)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def project(view: IncidentView | None, fact: Fact) -> IncidentView | None:
+    """The incident view after `fact`; None while the incident is unknown."""
+    if fact.incident_id is None:
+        return None
+    if fact.type == "IncidentOpened":
+        base = view if view is not None else IncidentView(id=fact.incident_id)
+        return replace(
+            base,
+            title=fact.text("title"),
+            service=fact.text("service"),
+            severity=fact.text("severity") or None,
+            category=fact.text("category", "incident_type", "kind") or None,
+            description=fact.text("description"),
+            opened_at=fact.at,
+            detected_at=fact.time("detected_at"),
+        )
     if view is None:
-        # Another service's event can arrive before intake's IncidentOpened: keep what it says.
-        incident_id = event.partition_key
-        if incident_id is None or not isinstance(event, PriorityAssigned | NotificationPlanned):
+        if fact.type in HIDDEN:
             return None
-        view = IncidentView(id=incident_id)
-    match event:
-        case AlertAttached():
-            return replace(view, alert_count=view.alert_count + 1)
-        case AlertRepeated():
-            return replace(view, alert_count=view.alert_count + 1)
-        case IncidentAcknowledged():
+        # Each service's log is followed on its own, so triage's, comms' or analytics' first event
+        # about an incident can arrive before intake's IncidentOpened: keep what it says.
+        view = IncidentView(id=fact.incident_id)
+    return _evolve(view, fact)
+
+
+def _evolve(v: IncidentView, f: Fact) -> IncidentView:
+    match f.type:
+        # --- intake -----------------------------------------------------------------------
+        case "AlertAttached" | "AlertRepeated":
+            return replace(v, alert_count=v.alert_count + 1)
+        case "IncidentAcknowledged":
+            status = v.status if v.status in ("resolved", "closed") else "acknowledged"
+            return replace(v, status=status, acknowledged_at=v.acknowledged_at or f.at)
+        case "IncidentAssigned":
+            return replace(v, assignee=f.text("assignee", "to", "responder") or v.assignee)
+        case "IncidentResolved":
+            return replace(v, status="resolved", resolved_at=f.at, on_hold_since=None)
+        case "IncidentClosed":
+            return replace(v, status="closed", closed_at=f.at, resolved_at=v.resolved_at or f.at)
+        case "IncidentReopened":
             return replace(
-                view, status="acknowledged", acknowledged_at=view.acknowledged_at or event.occurred_at
+                v,
+                status="acknowledged" if v.acknowledged_at else "open",
+                resolved_at=None,
+                closed_at=None,
+                reopen_count=v.reopen_count + 1,
             )
-        case IncidentResolved():
-            return replace(view, status="resolved", resolved_at=event.occurred_at)
-        case PriorityAssigned():
+        case "IncidentPutOnHold":
+            return replace(v, status="on_hold", on_hold_since=v.on_hold_since or f.at)
+        case "IncidentResumed":
+            if v.on_hold_since is None:
+                return v
+            hold = (_iso(v.on_hold_since), _iso(f.at))
+            status = "acknowledged" if v.acknowledged_at else "open"
+            return replace(v, status=status, on_hold_since=None, holds=(*v.holds, hold))
+        case "NoteAdded":
+            action = _action_item(f)
+            return replace(v, actions=(*v.actions, action)) if action else v
+        # --- triage -----------------------------------------------------------------------
+        case "PriorityAssigned" | "PriorityChanged":
             return replace(
-                view,
-                priority=event.priority,
-                title=view.title or event.title,
-                service=view.service or event.service,
+                v,
+                priority=f.text("priority", "to") or v.priority,
+                title=v.title or f.text("title"),
+                service=v.service or f.text("service"),
             )
-        case NotificationPlanned():
-            return replace(view, notification_count=view.notification_count + 1)
-        case NotificationSent():
-            return replace(view, notifications_sent=view.notifications_sent + 1)
+        case "IncidentRouted":
+            return replace(v, team=f.text("team") or v.team)
+        case "SlaWarningRaised":
+            return replace(v, sla_warnings=v.sla_warnings + 1)
+        case "SlaTargetSet":
+            target = f.number("target_seconds")
+            calendar = f.text("calendar") or None
+            if f.text("kind") == "response":
+                return replace(v, response_target=target, sla_calendar=calendar)
+            return replace(v, resolution_target=target, sla_calendar=calendar)
+        case "SlaBreached":
+            if f.text("kind") == "response":
+                return replace(v, response_breached=True)
+            return replace(v, resolution_breached=True)
+        case "SlaMet":
+            if f.text("kind") == "response":
+                return replace(v, response_met=True)
+            return replace(v, resolution_met=True)
+        case "IncidentLinkedToProblem":
+            return replace(v, problem_id=f.text("problem_id") or v.problem_id)
+        case "MajorIncidentProposed":
+            major = v.major if v.major == "accepted" else "proposed"
+            return replace(v, major=major, major_reason=f.text("reason") or v.major_reason)
+        case "MajorIncidentAccepted":
+            return replace(
+                v, major="accepted", major_reason=f.text("business_impact", "reason") or v.major_reason
+            )
+        case "MajorIncidentRejected":
+            return replace(v, major="rejected")
+        case "RoleAssigned":
+            return replace(v, roles=_assume(v.roles, f))
+        case "RoleRelinquished":
+            return replace(
+                v, roles=_renounce(v.roles, f.text("role"), f.text("who", "person", "assignee"), f.at)
+            )
+        case "HandoverCompleted":
+            role = f.text("role")
+            incoming = f.text("to_person", "to", "incoming")
+            outgoing = f.text("from_person", "from", "outgoing")
+            if not role or not incoming:
+                return v
+            roles = _renounce(v.roles, role, outgoing, f.at)
+            roles = (*roles, {"role": role, "who": incoming, "from": _iso(f.at), "to": None})
+            return replace(v, roles=roles)
+        # --- comms ------------------------------------------------------------------------
+        case "NotificationPlanned":
+            return replace(v, notification_count=v.notification_count + 1)
+        case "NotificationSent":
+            return replace(v, notifications_sent=v.notifications_sent + 1)
+        case "NotificationFailed":
+            final = bool(f.data.get("final", True))
+            return replace(v, notifications_failed=v.notifications_failed + (1 if final else 0))
+        case "StatusUpdatePublished":
+            due = f.time("due_at", "due")
+            latency = f.number("latency_seconds", "latency")
+            if latency is None and due is not None:
+                latency = (f.at - due).total_seconds()
+            update = {
+                "at": _iso(f.at),
+                "due_at": _iso(due) if due else None,
+                "latency_seconds": latency,
+                "audience": f.text("audience", "kind") or None,
+            }
+            nxt = f.time("next_due_at", "next_update_due", "next_due")
+            return replace(v, updates=(*v.updates, update), next_update_due=nxt or v.next_update_due)
+        case "UpdateCadenceStarted":
+            return replace(v, next_update_due=f.time("next_due_at") or v.next_update_due)
+        case "UpdateCadenceStopped":
+            return replace(v, next_update_due=None)
+        # --- analytics ----------------------------------------------------------------------
+        case "FeedbackRecorded":
+            score = f.number("score")
+            if score is None:
+                return v
+            entry = {"at": _iso(f.at), "score": int(score), "by": f.text("by"), "comment": f.text("comment")}
+            return replace(v, feedback=(*v.feedback, entry))
         case _:
-            return view
+            return v
 
 
-def summarise(event: Event) -> tuple[str, str] | None:
-    """Who did it, and a sentence for a person reading the timeline; None for events not shown."""
-    match event:
-        case IncidentOpened():
+def _assume(roles: tuple[dict[str, Any], ...], f: Fact) -> tuple[dict[str, Any], ...]:
+    role, who = f.text("role"), f.text("who", "person", "assignee", "user")
+    if not role or not who:
+        return roles
+    # A role has one holder at a time: a new assignment ends the previous holder's tenure.
+    roles = _renounce(roles, role, "", f.at)
+    return (*roles, {"role": role, "who": who, "from": _iso(f.at), "to": None})
+
+
+def _renounce(
+    roles: tuple[dict[str, Any], ...], role: str, who: str, at: datetime
+) -> tuple[dict[str, Any], ...]:
+    out = []
+    for r in roles:
+        if r["role"] == role and r["to"] is None and (not who or r["who"] == who):
+            r = {**r, "to": _iso(at)}
+        out.append(r)
+    return tuple(out)
+
+
+def _action_item(f: Fact) -> dict[str, Any] | None:
+    """A note marked as an action item (`kind: action`, or text starting with "Action:")."""
+    text = f.text("text", "note", "body")
+    kind = f.text("kind", "category").lower()
+    if kind not in ("action", "action_item") and not text.lower().startswith(("action:", "todo:")):
+        return None
+    body = text.split(":", 1)[1].strip() if ":" in text[:8] else text
+    owner = f.text("owner", "assignee") or next((w[1:] for w in body.split() if w.startswith("@")), "")
+    return {"text": body, "owner": owner or None, "due": f.text("due", "due_at") or None, "at": _iso(f.at)}
+
+
+# --- the timeline -------------------------------------------------------------------------------
+
+
+def summarise(f: Fact) -> tuple[str, str, str | None] | None:
+    """Who did it, a sentence for a person reading the timeline, and why (when the event says);
+    None for events not shown."""
+    why = f.text("reason", "why") or None
+    by = f.text("by", "actor", "reporter")
+    match f.type:
+        case "IncidentOpened":
+            detected = f.time("detected_at")
+            extra = f"; the sender saw it start at {detected.isoformat()}" if detected else ""
             return (
-                event.reporter,
-                f"Incident opened: {event.title} on {event.service} ({event.severity.value})",
+                f.text("reporter", "source", default="intake"),
+                f"Incident opened: {f.text('title')} on {f.text('service')} ({f.text('severity')}){extra}",
+                None,
             )
-        case AlertAttached():
-            return event.source, f"Alert {event.dedup_key!r} attached: {event.reason}"
-        case AlertRepeated():
-            return "intake", f"Alert {event.alert_key!r} repeated ({event.count} times in all)"
-        case AlertResolved():
-            return "intake", f"Alert {event.alert_key!r} resolved by its sender"
-        case IncidentAcknowledged():
-            return event.by, "Incident acknowledged"
-        case IncidentResolved():
-            return event.by, f"Incident resolved: {event.reason}"
-        case PriorityAssigned():
-            return event.by, f"Priority {event.priority}: {event.reason}"
-        case NotificationPlanned():
-            return "comms", f"Notification planned to {event.recipient} via {event.channel}: {event.subject}"
-        case NotificationSent():
-            return "comms", f"Notification delivered to {event.recipient} via {event.channel}"
-        case NotificationFailed():
-            final = "gave up" if event.final else "will retry"
+        case "AlertAttached":
+            return (
+                f.text("source", default="intake"),
+                f"Alert {f.text('dedup_key', 'alert_key')!r} attached",
+                why,
+            )
+        case "AlertRepeated":
+            return "intake", f"Alert {f.text('alert_key')!r} repeated ({f.text('count')} times in all)", None
+        case "AlertResolved":
+            return "intake", f"Alert {f.text('alert_key')!r} resolved by its sender", None
+        case t if t in HIDDEN:
+            return None
+        case "IncidentAcknowledged":
+            return by or "someone", "Incident acknowledged", None
+        case "IncidentAssigned":
+            return by or "intake", f"Assigned to {f.text('assignee', 'to', 'responder')}", why
+        case "IncidentResolved":
+            return by or "intake", "Incident resolved", why
+        case "IncidentClosed":
+            return by or "intake", "Incident closed", why or f.text("code", "resolution") or None
+        case "IncidentReopened":
+            return by or "intake", "Incident reopened", why
+        case "IncidentPutOnHold":
+            return by or "intake", "Incident put on hold", why
+        case "IncidentResumed":
+            return by or "intake", "Incident resumed", why
+        case "NoteAdded":
+            return by or "someone", f"Note: {f.text('text', 'note', 'body')}", None
+        case "PriorityAssigned":
+            return by or "triage", f"Priority {f.text('priority')}", why
+        case "PriorityChanged":
+            old = f.text("previous", "from_priority", "old_priority")
+            return (
+                by or "triage",
+                f"Priority changed{' from ' + old if old else ''} to {f.text('priority', 'to')}",
+                why,
+            )
+        case "IncidentRouted":
+            return by or "triage", f"Routed to team {f.text('team')}", why or f.text("rule") or None
+        case "SlaWarningRaised":
+            return (
+                "triage",
+                f"{f.text('kind').capitalize() or 'SLA'} SLA nearly due at {f.text('due_at')}",
+                None,
+            )
+        case "SlaBreached":
+            return (
+                "triage",
+                f"{f.text('kind').capitalize() or 'SLA'} SLA breached (due {f.text('due_at')})",
+                None,
+            )
+        case "MajorIncidentProposed":
+            return by or "triage", "Proposed as a major incident", why
+        case "MajorIncidentAccepted":
+            return by or "triage", "Accepted as a major incident", f.text("business_impact", "reason") or None
+        case "MajorIncidentRejected":
+            return by or "triage", "Major incident proposal rejected", why
+        case "RoleAssigned":
+            return by or "triage", f"{f.text('who', 'person', 'assignee')} is {f.text('role')}", why
+        case "RoleRelinquished":
+            return by or "triage", f"{f.text('who', 'person', 'assignee')} is no longer {f.text('role')}", why
+        case "HandoverCompleted":
+            briefing = f.data.get("briefing")
+            state = briefing.get("current_state") if isinstance(briefing, Mapping) else None
+            return (
+                by or "triage",
+                f"Handover of {f.text('role')} from {f.text('from_person', 'from')} to "
+                f"{f.text('to_person', 'to')}",
+                f"briefing: {state}" if state else why,
+            )
+        case "SlaTargetSet":
+            kind = f.text("kind")
+            clock = f"business hours ({f.text('calendar')})" if f.text("calendar") else "24x7"
+            return (
+                "triage",
+                f"{kind.capitalize()} SLA target {f.text('target_seconds')}s, {clock}, "
+                f"due {f.text('due_at')}",
+                None,
+            )
+        case "SlaMet":
+            return by or "triage", f"{f.text('kind').capitalize()} SLA met", None
+        case "UpdateCadenceStarted":
             return (
                 "comms",
-                f"Notification to {event.recipient} failed (attempt {event.attempt}, {final}): {event.error}",
+                f"Status updates due every {f.text('every_seconds')}s, next at {f.text('next_due_at')}",
+                why,
             )
-        case AlertObserved():
-            return None  # the dedup layer's own record; AlertAttached tells the story
-        case EventDeadLettered():
-            return event.consumer, f"{event.event_type} {event.event_id} set aside: {event.reason}"
+        case "StatusUpdateOverdue":
+            return (
+                "comms",
+                f"Status update due at {f.text('due_at')} is overdue: {f.text('level')} to {f.text('role')}",
+                None,
+            )
+        case "IncidentLinkedToProblem":
+            return by or "triage", f"Linked to problem {f.text('problem_id')}", None
+        case "NotificationPlanned":
+            return (
+                "comms",
+                f"Notification planned to {f.text('recipient')} via {f.text('channel')}: {f.text('subject')}",
+                f"because of {f.text('cause_type')}" if f.text("cause_type") else None,
+            )
+        case "NotificationSent":
+            return "comms", f"Notification delivered to {f.text('recipient')} via {f.text('channel')}", None
+        case "NotificationFailed":
+            final = "gave up" if f.data.get("final") else "will retry"
+            return (
+                "comms",
+                f"Notification to {f.text('recipient')} failed (attempt {f.text('attempt')}, {final})",
+                f.text("error") or None,
+            )
+        case "StatusUpdatePublished":
+            latency = f.number("latency_seconds")
+            late = f" ({latency:.0f}s after it was due)" if latency is not None and latency > 0 else ""
+            return (
+                by or "comms",
+                f"Status update to {f.text('audience', default='stakeholders')}: {f.text('subject')}{late}",
+                None,
+            )
+        case "FeedbackRecorded":
+            return by or "customer", f"Customer satisfaction {f.text('score')}/5", f.text("comment") or None
+        case "EventDeadLettered":
+            return (
+                f.text("consumer", default="lynchpin"),
+                f"{f.text('event_type')} {f.text('event_id')} set aside",
+                why,
+            )
         case _:
-            return _generic(event)
+            return _generic(f)
 
 
-def _generic(event: Event) -> tuple[str, str]:
+def _generic(f: Fact) -> tuple[str, str, str | None]:
     """Any other event: its name in words and its own fields, so nothing is left off the timeline."""
-    skip = {"type", "occurred_at", "incident_id"}
-    fields = {
-        k: v
-        for k, v in event.model_dump(mode="json").items()
-        if k not in skip and v not in (None, "", [], {})
-    }
-    words = "".join(f" {c.lower()}" if c.isupper() else c for c in event.type).strip().capitalize()
-    detail = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in list(fields.items())[:6])
-    by = str(fields.get("by") or fields.get("actor") or event.type.split("Incident")[0].lower() or "lynchpin")
-    return by, f"{words}" + (f" ({detail})" if detail else "")
+    skip = {"incident_id", "reason", "by", "actor"}
+    fields = {k: v for k, v in f.data.items() if k not in skip and v not in (None, "", [], {})}
+    words = "".join(f" {c.lower()}" if c.isupper() else c for c in f.type).strip().capitalize()
+    detail = ", ".join(
+        f"{k.replace('_', ' ')}: {getattr(v, 'value', v)}" for k, v in list(fields.items())[:6]
+    )
+    by = f.text("by", "actor") or f.source or "lynchpin"
+    return by, words + (f" ({detail})" if detail else ""), f.text("reason") or None
 
 
-def timeline_entry(env: Envelope) -> TimelineEntry | None:
-    incident_id = env.event.partition_key
-    said = summarise(env.event)
-    if incident_id is None or said is None:
+def timeline_entry(f: Fact) -> TimelineEntry | None:
+    said = summarise(f)
+    if f.incident_id is None or said is None:
         return None
-    by, summary = said
+    by, summary, why = said
     return TimelineEntry(
-        incident_id=incident_id,
-        event_id=env.id,
-        type=env.type,
-        at=env.occurred_at,
+        incident_id=f.incident_id,
+        event_id=f.id,
+        type=f.type,
+        at=f.at,
         by=by,
         summary=summary,
-        source=env.source,
+        source=f.source,
+        position=f.position,
+        why=why,
     )

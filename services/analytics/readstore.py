@@ -1,8 +1,9 @@
 """Analytics' read models in SQLite: incident views and timelines, with tracking and checkpoints.
 
 Read models are disposable: each analytics instance keeps its own file (or `:memory:`) and can
-rebuild it from the services' logs at any time. Applying an event and recording that it was
-handled commit in one transaction, so a redelivered event changes nothing.
+rebuild it from the services' logs at any time (`services.analytics.rebuild`). Applying an event
+and recording that it was handled commit in one transaction, so a redelivered event changes nothing.
+A file written by an older schema is dropped and refilled from the start of the logs.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
 
-from services.analytics.projections import IncidentView, project, timeline_entry
+from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
 from shared.envelope import Checkpoint, Envelope
 from shared.store import START, Committed, StoreUnavailable, Tracking, Write
+
+SCHEMA_VERSION = 2
+SOURCE_RANK = {"intake": 0, "triage": 1, "comms": 2, "analytics": 3}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -28,24 +33,38 @@ CREATE TABLE IF NOT EXISTS incidents (
     status TEXT NOT NULL,
     priority TEXT,
     service TEXT NOT NULL,
+    team TEXT,
+    major TEXT,
     opened_at TEXT,
+    resolved_at TEXT,
+    search TEXT NOT NULL DEFAULT '',
     doc BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_service ON incidents (service, opened_at DESC);
 CREATE TABLE IF NOT EXISTS timeline (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT PRIMARY KEY,
     incident_id TEXT NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
     at TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    position INTEGER NOT NULL,
     doc BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, at, seq);
+CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, at, rank, position);
 CREATE TABLE IF NOT EXISTS handled (
     consumer TEXT, event_id TEXT, PRIMARY KEY (consumer, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, tx INTEGER, position INTEGER);
 CREATE TABLE IF NOT EXISTS dead_letters (event_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS freshness (source TEXT PRIMARY KEY, recorded_at TEXT, occurred_at TEXT);
 """
+TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness")
+
+
+def utc(at: datetime) -> str:
+    """A sortable text form: every instant in UTC, so SQLite can compare them as strings."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 def encode_cursor(opened_at: str, incident_id: str) -> str:
@@ -60,6 +79,44 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raise ValueError("cursor is not one this API returned") from e
 
 
+def incident_row(v: IncidentView) -> tuple[Any, ...]:
+    search = " ".join((v.id, v.title, v.service, v.description, v.team or "", v.assignee or "")).lower()
+    return (
+        v.id,
+        v.status,
+        v.priority,
+        v.service,
+        v.team,
+        v.major,
+        utc(v.opened_at) if v.opened_at else None,
+        utc(v.resolved_at) if v.resolved_at else None,
+        search,
+        orjson.dumps(v.to_json()),
+    )
+
+
+def timeline_row(e: TimelineEntry) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.incident_id,
+        utc(e.at),
+        SOURCE_RANK.get(e.source, 9),
+        e.position,
+        orjson.dumps(e.to_json()),
+    )
+
+
+UPSERT_INCIDENT = (
+    "INSERT INTO incidents (id, status, priority, service, team, major, opened_at, resolved_at, search, doc) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status=excluded.status, "
+    "priority=excluded.priority, service=excluded.service, team=excluded.team, major=excluded.major, "
+    "opened_at=excluded.opened_at, resolved_at=excluded.resolved_at, search=excluded.search, doc=excluded.doc"
+)
+INSERT_TIMELINE = (
+    "INSERT OR IGNORE INTO timeline (event_id, incident_id, at, rank, position, doc) VALUES (?,?,?,?,?,?)"
+)
+
+
 class ReadStore:
     source = "analytics"
 
@@ -70,11 +127,13 @@ class ReadStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self.latest: dict[str, datetime] = {}
+        """When the newest event handled from each source was recorded (for lag in seconds)."""
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
         uri = self.path == ":memory:"
-        target = "file:analytics?mode=memory&cache=shared" if uri else self.path
+        target = f"file:analytics-{id(self)}?mode=memory&cache=shared" if uri else self.path
         if not uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -88,6 +147,10 @@ class ReadStore:
             if not uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for table in TABLES:  # an older layout: start again from the beginning of the logs
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.executescript(SCHEMA)
             return conn
 
@@ -113,14 +176,14 @@ class ReadStore:
 
     async def commit(self, items: Sequence[Any], *, tracking: Tracking | None = None) -> Committed:
         """Apply envelopes (and dead-letter records, as `Write`s) with their tracking record."""
+        return Committed(duplicate=await self._write(self._apply, list(items), tracking))
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
         async with self._lock:
             try:
-                duplicate = await asyncio.get_running_loop().run_in_executor(
-                    self._writer_pool, self._apply, list(items), tracking
-                )
+                return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, *args)
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"cannot write {self.path}: {e}") from e
-        return Committed(duplicate=duplicate)
 
     def _apply(self, items: list[Any], tracking: Tracking | None) -> bool:
         conn = self._writer
@@ -157,40 +220,58 @@ class ReadStore:
         return False
 
     def _apply_envelope(self, conn: sqlite3.Connection, env: Envelope) -> None:
-        incident_id = env.event.partition_key
-        if incident_id is None:
+        fact = Fact.of(env)
+        self.latest[env.source] = env.recorded_at
+        conn.execute(
+            "INSERT OR REPLACE INTO freshness VALUES (?, ?, ?)",
+            (env.source, utc(env.recorded_at), utc(fact.at)),
+        )
+        if fact.incident_id is None:
             return
-        row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (fact.incident_id,)).fetchone()
         before = IncidentView.from_json(orjson.loads(row[0])) if row else None
-        after = project(before, env.event)
+        after = project(before, fact)
         if after is not None and after != before:
-            conn.execute(
-                "INSERT INTO incidents (id, status, priority, service, opened_at, doc) VALUES (?,?,?,?,?,?) "
-                "ON CONFLICT (id) DO UPDATE SET status=excluded.status, priority=excluded.priority, "
-                "service=excluded.service, opened_at=excluded.opened_at, doc=excluded.doc",
-                (
-                    after.id,
-                    after.status,
-                    after.priority,
-                    after.service,
-                    after.opened_at.isoformat() if after.opened_at else None,
-                    orjson.dumps(after.to_json()),
-                ),
-            )
-        entry = timeline_entry(env)
+            conn.execute(UPSERT_INCIDENT, incident_row(after))
+        entry = timeline_entry(fact)
         if entry is not None:
-            doc = {
-                "event_id": entry.event_id,
-                "type": entry.type,
-                "at": entry.at.isoformat(),
-                "by": entry.by,
-                "summary": entry.summary,
-                "source": entry.source,
-            }
-            conn.execute(
-                "INSERT OR IGNORE INTO timeline (incident_id, event_id, at, doc) VALUES (?,?,?,?)",
-                (entry.incident_id, entry.event_id, entry.at.isoformat(), orjson.dumps(doc)),
+            conn.execute(INSERT_TIMELINE, timeline_row(entry))
+
+    async def load(
+        self,
+        views: Iterable[IncidentView],
+        entries: Iterable[TimelineEntry],
+        handled: Iterable[tuple[str, str]],
+        checkpoints: dict[str, Checkpoint],
+        freshness: dict[str, tuple[str, str]],
+        *,
+        batch: int = 20_000,
+    ) -> None:
+        """Write a whole replayed state into empty tables, in large transactions (rebuild)."""
+
+        def run() -> None:
+            conn = self._writer
+            assert conn is not None
+            for sql, rows in (
+                (UPSERT_INCIDENT, (incident_row(v) for v in views)),
+                (INSERT_TIMELINE, (timeline_row(e) for e in entries)),
+                ("INSERT OR IGNORE INTO handled VALUES (?, ?)", iter(handled)),
+            ):
+                while chunk := [r for _, r in zip(range(batch), rows, strict=False)]:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(sql, chunk)
+                    conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                [(k, *v) for k, v in checkpoints.items()],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO freshness VALUES (?, ?, ?)", [(k, *v) for k, v in freshness.items()]
+            )
+            conn.execute("COMMIT")
+
+        await self._write(run)
 
     async def checkpoint(self, consumer: str) -> Checkpoint:
         rows = await self._query("SELECT tx, position FROM checkpoints WHERE consumer = ?", (consumer,))
@@ -217,14 +298,36 @@ class ReadStore:
         status: str | None = None,
         priority: str | None = None,
         service: str | None = None,
+        team: str | None = None,
+        major: str | None = None,
+        opened_from: datetime | None = None,
+        opened_to: datetime | None = None,
+        text: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        where, args = [], []
-        for column, value in (("status", status), ("priority", priority), ("service", service)):
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("status", status),
+            ("priority", priority),
+            ("service", service),
+            ("team", team),
+            ("major", major),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if opened_from is not None:
+            where.append("opened_at >= ?")
+            args.append(utc(opened_from))
+        if opened_to is not None:
+            where.append("opened_at < ?")
+            args.append(utc(opened_to))
+        if text:
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("search LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
         if cursor is not None:
             opened_at, incident_id = decode_cursor(cursor)
             where.append("(coalesce(opened_at, ''), id) < (?, ?)")
@@ -238,16 +341,58 @@ class ReadStore:
         more = len(rows) > limit
         return items, (encode_cursor(rows[limit - 1][1], rows[limit - 1][2]) if more else None)
 
+    async def views(
+        self, *, service: str | None = None, priority: str | None = None, open_only: bool = False
+    ) -> list[IncidentView]:
+        """Every incident view (for metrics and reports), optionally one service's or priority's."""
+        where: list[str] = ["opened_at IS NOT NULL"]
+        args: list[Any] = []
+        if service is not None:
+            where.append("service = ?")
+            args.append(service)
+        if priority is not None:
+            where.append("priority = ?")
+            args.append(priority)
+        if open_only:
+            where.append("status NOT IN ('resolved', 'closed')")
+        sql = f"SELECT doc FROM incidents WHERE {' AND '.join(where)} ORDER BY opened_at, id"
+        rows = await self._query(sql, tuple(args))
+        return [IncidentView.from_json(orjson.loads(r[0])) for r in rows]
+
     async def incident(self, incident_id: str) -> dict[str, Any] | None:
         rows = await self._query("SELECT doc FROM incidents WHERE id = ?", (incident_id,))
         return orjson.loads(rows[0][0]) if rows else None
 
     async def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         rows = await self._query(
-            "SELECT doc FROM timeline WHERE incident_id = ? ORDER BY at, seq", (incident_id,)
+            "SELECT doc FROM timeline WHERE incident_id = ? ORDER BY at, rank, position, event_id",
+            (incident_id,),
         )
         return [orjson.loads(r[0]) for r in rows]
 
     async def count(self) -> int:
         rows = await self._query("SELECT count(*) FROM incidents", ())
         return int(rows[0][0])
+
+    async def freshness(self) -> dict[str, dict[str, str]]:
+        rows = await self._query("SELECT source, recorded_at, occurred_at FROM freshness ORDER BY source", ())
+        return {r[0]: {"last_recorded_at": r[1], "last_occurred_at": r[2]} for r in rows}
+
+    async def dump(self) -> dict[str, Any]:
+        """The whole projected state in a canonical order (what a rebuild must reproduce)."""
+        incidents = await self._query(
+            "SELECT id, status, priority, service, team, major, opened_at, resolved_at, search, doc "
+            "FROM incidents ORDER BY id",
+            (),
+        )
+        timeline = await self._query(
+            "SELECT event_id, incident_id, at, rank, position, doc FROM timeline ORDER BY event_id", ()
+        )
+        checkpoints = await self._query(
+            "SELECT consumer, tx, position FROM checkpoints ORDER BY consumer", ()
+        )
+        return {
+            "incidents": [(*r[:-1], orjson.loads(r[-1])) for r in incidents],
+            "timeline": [(*r[:-1], orjson.loads(r[-1])) for r in timeline],
+            "checkpoints": checkpoints,
+        }

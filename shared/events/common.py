@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.events.base import Event
+from pydantic import Field
+
+from shared.events.base import Event, IncidentEvent
 
 
 class EventDeadLettered(Event):
@@ -19,4 +21,14 @@ class EventDeadLettered(Event):
     reason: str
 
 
-EVENTS: tuple[type[Event], ...] = (EventDeadLettered,)
+class FeedbackRecorded(IncidentEvent):
+    """Customer satisfaction with how an incident was handled (recorded by analytics, in its own log)."""
+
+    type: Literal["FeedbackRecorded"] = "FeedbackRecorded"
+    feedback_id: str
+    score: int = Field(ge=1, le=5)
+    comment: str = ""
+    by: str
+
+
+EVENTS: tuple[type[Event], ...] = (EventDeadLettered, FeedbackRecorded)

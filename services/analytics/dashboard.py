@@ -1,0 +1,147 @@
+"""The operator dashboard: server-rendered HTML with inline SVG charts; refreshes itself (no JavaScript).
+
+Open it in a browser with the token in the query (`/dashboard?key=<token>`): links carry it along.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.analytics import charts
+from services.analytics.metrics import compute, sla_outcome
+from services.analytics.projections import IncidentView
+from services.analytics.readstore import ReadStore
+from shared.bus.base import Bus
+from shared.clock import Clock
+from shared.errors import NotFound
+from shared.policy.analytics import AnalyticsPolicy
+from shared.web import Viewer
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+def templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+    )
+
+
+def short(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _keep_key(request: Request) -> Callable[[str, dict[str, str] | None], str]:
+    key = request.query_params.get("key")
+
+    def url(path: str, params: dict[str, str] | None = None) -> str:
+        query = dict(params or {})
+        if key:
+            query["key"] = key
+        return path + ("?" + urlencode(query) if query else "")
+
+    return url
+
+
+def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *, days: int = 30) -> APIRouter:
+    router = APIRouter(tags=["dashboard"])
+    env = templates()
+
+    def common(request: Request, now: datetime) -> dict[str, Any]:
+        url = _keep_key(request)
+        return {
+            "refresh": policy.dashboard_refresh_seconds,
+            "static": "/dashboard/static",
+            "home": url("/dashboard", None),
+            "now": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "now_dt": now,
+            "lag": bus.lag(),
+            "fmt": short,
+            "pct": lambda p: "n/a" if p is None else f"{p:.0f} %",
+            "age": lambda at: short((now - at).total_seconds()) if at else "n/a",
+            "link": lambda incident_id: url(f"/dashboard/incidents/{incident_id}", None),
+            "export": lambda what, fmt: url(f"/v1/export/{what}", {"format": fmt}),
+            "status_report": url("/v1/reports/status", {"format": "html"}),
+        }
+
+    @router.get("/dashboard", response_class=HTMLResponse, summary="The operator dashboard (HTML)")
+    async def dashboard(
+        request: Request, who: Viewer, window: Annotated[int, Query(ge=1, le=366)] = days
+    ) -> HTMLResponse:
+        now = clock()
+        views = await reads.views()
+        start = now - timedelta(days=window)
+        m = compute(views, policy=policy, now=now, start=start)
+        open_ = sorted(
+            (v for v in views if v.status not in ("resolved", "closed")),
+            key=lambda v: (v.priority or "P9", v.opened_at or now),
+        )
+        majors = [v for v in open_ if v.major == "accepted"]
+        volume = {p: float(m["volume"]["by_priority"].get(p, 0)) for p in PRIORITIES}
+        services = dict(sorted(m["volume"]["by_service"].items(), key=lambda kv: -kv[1])[:8])
+        drawn = {
+            "mttr": charts.line_chart(
+                "Median MTTR per day, minutes",
+                [(p["day"], (p["median_seconds"] or 0) / 60) for p in m["mttr_trend"]],
+                unit="m",
+            ),
+            "volume": charts.bar_chart("Incidents by priority", volume),
+            "sla": charts.percent_bars(
+                "SLA compliance",
+                {
+                    "Response": m["sla"]["response"]["percent"],
+                    "Resolution": m["sla"]["resolution"]["percent"],
+                },
+            ),
+            "services": charts.bar_chart("Incidents by service", {k: float(v) for k, v in services.items()}),
+        }
+        page = env.get_template("dashboard.html").render(
+            **common(request, now), m=m, open=open_, majors=majors, charts=drawn, days=window
+        )
+        return HTMLResponse(page)
+
+    @router.get(
+        "/dashboard/incidents/{incident_id}",
+        response_class=HTMLResponse,
+        summary="One incident's page (HTML)",
+    )
+    async def incident_page(request: Request, incident_id: str, who: Viewer) -> HTMLResponse:
+        doc = await reads.incident(incident_id)
+        if doc is None:
+            raise NotFound(f"no incident {incident_id}")
+        now = clock()
+        v = IncidentView.from_json(doc)
+        url = _keep_key(request)
+        phases = {}
+        if v.opened_at is not None:
+            phases["acknowledge"] = ((v.acknowledged_at or now) - v.opened_at).total_seconds() / 60
+            phases["resolve"] = ((v.resolved_at or now) - v.opened_at).total_seconds() / 60
+        page = env.get_template("incident.html").render(
+            **common(request, now),
+            v=v,
+            sla=sla_outcome(v, policy, now=now),
+            timeline=await reads.timeline(incident_id),
+            chart=charts.bar_chart("Minutes to acknowledge and to resolve", phases, unit="m"),
+            review_md=url(f"/v1/reports/incidents/{incident_id}/review", {"format": "markdown"}),
+            review_html=url(f"/v1/reports/incidents/{incident_id}/review", {"format": "html"}),
+        )
+        return HTMLResponse(page)
+
+    return router

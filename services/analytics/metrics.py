@@ -1,0 +1,262 @@
+"""The numbers an incident manager trusts, as pure functions over incident views.
+
+Every duration is measured between domain times (the sender's, where it gave one), never receive
+times. Definitions:
+
+- MTTA: opened -> first acknowledgement. MTTR: opened -> resolved. MTTD: the sender's start of the
+  problem (`detected_at`) -> opened, only where the sender told us when it started.
+- Means, medians and 90th percentiles; percentiles interpolate linearly between the closest ranks
+  (the "type 7" definition used by NumPy and spreadsheets).
+- MTBF per service: the incidents' outage intervals (opened -> resolved, or the end of the window
+  when still open) are merged where they overlap; MTBF is the mean gap between the end of one outage
+  and the start of the next. It needs two failures.
+- SLA: per priority, a response target (opened -> acknowledged) and a resolution target (opened ->
+  resolved, minus time on hold), measured 24x7 or in business hours by policy. A breach recorded by
+  triage (`SlaBreached`) counts as a breach whatever the clocks say. Incidents still inside their
+  target are pending and not counted either way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.analytics.projections import IncidentView
+from shared.policy.analytics import AnalyticsPolicy, BusinessHours
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100), interpolating linearly between closest ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: Sequence[float]) -> dict[str, float | int | None]:
+    return {
+        "count": len(values),
+        "mean": sum(values) / len(values) if values else None,
+        "median": percentile(values, 50),
+        "p90": percentile(values, 90),
+    }
+
+
+def business_seconds(start: datetime, end: datetime, hours: BusinessHours) -> float:
+    """Working seconds between two instants in the policy's working week and time zone."""
+    if end <= start:
+        return 0.0
+    tz = ZoneInfo(hours.timezone)
+    day = start.astimezone(tz).date()
+    last = end.astimezone(tz).date()
+    total = 0.0
+    while day <= last:
+        if day.weekday() in hours.days:
+            opens = datetime.combine(day, hours.start, tz)
+            closes = datetime.combine(day, hours.end, tz)
+            lo, hi = max(opens, start), min(closes, end)
+            if hi > lo:
+                total += (hi - lo).total_seconds()
+        day += timedelta(days=1)
+    return total
+
+
+def elapsed(
+    start: datetime,
+    end: datetime,
+    *,
+    holds: Iterable[tuple[datetime, datetime]] = (),
+    hours: BusinessHours | None,
+) -> float:
+    """Clock seconds from start to end, minus time on hold; working seconds when `hours` is given."""
+
+    def span(a: datetime, b: datetime) -> float:
+        if hours is None:
+            return max(0.0, (b - a).total_seconds())
+        return business_seconds(a, b, hours)
+
+    total = span(start, end)
+    for a, b in holds:
+        lo, hi = max(a, start), min(b, end)
+        if hi > lo:
+            total -= span(lo, hi)
+    return max(0.0, total)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaOutcome:
+    response: str | None  # "met", "breached", "pending", or None when no target applies
+    resolution: str | None
+    response_seconds: float | None = None
+    resolution_seconds: float | None = None
+
+
+def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -> SlaOutcome:
+    """Met, breached or pending, per clock. Triage's record wins where it made one (its target,
+    calendar, `SlaMet` and `SlaBreached`); otherwise the analytics policy's targets apply."""
+    if view.priority is None or view.opened_at is None:
+        return SlaOutcome(None, None)
+    opened = view.opened_at
+    from_triage = view.response_target is not None or view.resolution_target is not None
+    if from_triage:
+        hours = policy.business_hours if view.sla_calendar is not None else None
+    else:
+        hours = policy.business_hours if view.priority in policy.business_hours_priorities else None
+    holds = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in view.holds]
+    if view.on_hold_since is not None:
+        holds.append((view.on_hold_since, max(now, view.on_hold_since)))
+
+    def judge(
+        target: float | None, done: datetime | None, breached: bool, met: bool, *, paused: bool
+    ) -> tuple[str | None, float | None]:
+        taken = elapsed(opened, done or now, holds=holds if paused else (), hours=hours)
+        if breached:
+            return "breached", taken
+        if met:
+            return "met", taken
+        if target is None:
+            return None, None
+        if taken > target:
+            return "breached", taken
+        return ("met" if done is not None else "pending"), taken
+
+    response, r_secs = judge(
+        view.response_target if from_triage else policy.response_targets.get(view.priority),
+        view.acknowledged_at,
+        view.response_breached,
+        view.response_met,
+        paused=False,
+    )
+    resolution, s_secs = judge(
+        view.resolution_target if from_triage else policy.resolution_targets.get(view.priority),
+        view.resolved_at,
+        view.resolution_breached,
+        view.resolution_met,
+        paused=True,
+    )
+    return SlaOutcome(response, resolution, r_secs, s_secs)
+
+
+def mtbf(views: Iterable[IncidentView], *, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per service: failures, merged outages, the gaps between them and their mean (MTBF)."""
+    outages: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for v in views:
+        if v.opened_at is not None:
+            outages[v.service].append((v.opened_at, v.resolved_at or max(until, v.opened_at)))
+    out: dict[str, dict[str, Any]] = {}
+    for service, spans in sorted(outages.items()):
+        merged: list[tuple[datetime, datetime]] = []
+        for a, b in sorted(spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        gaps = [(nxt[0] - cur[1]).total_seconds() for cur, nxt in pairwise(merged)]
+        out[service] = {
+            "failures": len(spans),
+            "outages": len(merged),
+            "gaps_seconds": gaps,
+            "mtbf_seconds": sum(gaps) / len(gaps) if gaps else None,
+        }
+    return out
+
+
+def counted(view: IncidentView, policy: AnalyticsPolicy) -> bool:
+    """Whether an incident counts in the metrics (policy may exclude categories and services)."""
+    if view.category is not None and view.category in policy.excluded_categories:
+        return False
+    return view.service not in policy.excluded_services
+
+
+def in_window(view: IncidentView, start: datetime | None, end: datetime | None) -> bool:
+    if view.opened_at is None:
+        return False
+    return (start is None or view.opened_at >= start) and (end is None or view.opened_at < end)
+
+
+def _day(at: datetime) -> date:
+    return at.astimezone(UTC).date()
+
+
+def compute(
+    views: Iterable[IncidentView],
+    *,
+    policy: AnalyticsPolicy,
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """Every metric over the incidents opened in [start, end) that policy counts."""
+    chosen = [v for v in views if in_window(v, start, end) and counted(v, policy)]
+    tta = [
+        (v.acknowledged_at - v.opened_at).total_seconds() for v in chosen if v.acknowledged_at and v.opened_at
+    ]
+    ttr = [(v.resolved_at - v.opened_at).total_seconds() for v in chosen if v.resolved_at and v.opened_at]
+    ttd = [
+        (v.opened_at - v.detected_at).total_seconds()
+        for v in chosen
+        if v.detected_at and v.opened_at and v.detected_at <= v.opened_at
+    ]
+    outcomes = [sla_outcome(v, policy, now=now) for v in chosen]
+
+    def compliance(kind: str) -> dict[str, Any]:
+        results = [getattr(o, kind) for o in outcomes]
+        met, breached = results.count("met"), results.count("breached")
+        return {
+            "met": met,
+            "breached": breached,
+            "pending": results.count("pending"),
+            "percent": round(100 * met / (met + breached), 2) if met + breached else None,
+        }
+
+    latencies = [
+        float(u["latency_seconds"]) for v in chosen for u in v.updates if u.get("latency_seconds") is not None
+    ]
+    scores = [v.feedback[-1]["score"] for v in chosen if v.feedback]
+    by_day: dict[date, list[float]] = defaultdict(list)
+    for v in chosen:
+        if v.resolved_at and v.opened_at:
+            by_day[_day(v.resolved_at)].append((v.resolved_at - v.opened_at).total_seconds())
+    return {
+        "window": {
+            "from": start.isoformat() if start else None,
+            "to": end.isoformat() if end else None,
+        },
+        "incidents": len(chosen),
+        "open": sum(1 for v in chosen if v.status not in ("resolved", "closed")),
+        "mtta_seconds": summary(tta),
+        "mttr_seconds": summary(ttr),
+        "mttd_seconds": summary(ttd),
+        "mtbf": mtbf(chosen, until=end if end is not None and end < now else now),
+        "sla": {"response": compliance("response"), "resolution": compliance("resolution")},
+        "volume": {
+            "by_priority": dict(sorted(Counter(v.priority or "none" for v in chosen).items())),
+            "by_service": dict(sorted(Counter(v.service for v in chosen).items())),
+            "by_day": {
+                d.isoformat(): n
+                for d, n in sorted(Counter(_day(v.opened_at) for v in chosen if v.opened_at).items())
+            },
+        },
+        "major_incidents": sum(1 for v in chosen if v.major == "accepted"),
+        "status_update_latency_seconds": summary(latencies),
+        "csat": {
+            "responses": len(scores),
+            "mean": round(sum(scores) / len(scores), 2) if scores else None,
+            "satisfied_percent": round(100 * sum(1 for s in scores if s >= 4) / len(scores), 2)
+            if scores
+            else None,
+            "distribution": {str(k): scores.count(k) for k in range(1, 6)},
+        },
+        "mttr_trend": [
+            {"day": d.isoformat(), "median_seconds": percentile(xs, 50), "resolved": len(xs)}
+            for d, xs in sorted(by_day.items())
+        ],
+    }

@@ -1,0 +1,136 @@
+"""Rebuild analytics' read models from the start of every service's log.
+
+The replay folds every event in memory (the same pure `project` and `timeline_entry` as live
+processing), then writes the result into fresh tables in large transactions and swaps the file in.
+Each field of a view is written by one service, so reading the logs one after another reaches
+the state that live processing reached while they interleaved.
+Run it with analytics stopped: `make rebuild` or `lynchpin rebuild`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
+from services.analytics.readstore import ReadStore, utc
+from shared.bus.base import tracking_name
+from shared.envelope import Checkpoint
+from shared.settings import Settings
+from shared.store import START, EventStore, open_store
+
+SOURCES = ("intake", "triage", "comms", "analytics")
+"""Every log analytics folds: the three services', and its own (customer feedback)."""
+
+
+def read_store_path(settings: Settings) -> str:
+    url = settings.analytics_store_url or f"sqlite://{(settings.data_dir / 'analytics.db').absolute()}"
+    return url.removeprefix("sqlite:").removeprefix("//")
+
+
+def events_url(settings: Settings) -> str:
+    """Analytics' own event store (customer feedback): beside the others' on PostgreSQL, else a file."""
+    if settings.store_url is not None:
+        return settings.store_url
+    return f"sqlite://{(settings.data_dir / 'analytics-events.db').absolute()}"
+
+
+@dataclass
+class Replayed:
+    views: dict[str, IncidentView] = field(default_factory=dict)
+    entries: list[TimelineEntry] = field(default_factory=list)
+    handled: list[tuple[str, str]] = field(default_factory=list)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    freshness: dict[str, tuple[str, str]] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+
+    def fold(self, fact: Fact) -> None:
+        if fact.incident_id is not None:
+            after = project(self.views.get(fact.incident_id), fact)
+            if after is not None:
+                self.views[fact.incident_id] = after
+            entry = timeline_entry(fact)
+            if entry is not None:
+                self.entries.append(entry)
+
+
+async def replay(
+    sources: Mapping[str, EventStore], *, consumer: str = "analytics", page: int = 5000
+) -> Replayed:
+    """Fold every source's whole log in memory."""
+    state = Replayed()
+    for source, store in sources.items():
+        name = tracking_name(consumer, source)
+        at: Checkpoint = START
+        count = 0
+        while batch := await store.read_all(after=at, limit=page):
+            for env in batch:
+                state.fold(Fact.of(env))
+                state.handled.append((name, env.id))
+            last = batch[-1]
+            at = last.checkpoint
+            count += len(batch)
+            state.freshness[source] = (utc(last.recorded_at), utc(last.occurred_at))
+        if count:
+            state.checkpoints[name] = at
+        state.events[source] = count
+    return state
+
+
+async def write(state: Replayed, reads: ReadStore) -> None:
+    await reads.load(
+        sorted(state.views.values(), key=lambda v: v.id),
+        state.entries,
+        state.handled,
+        state.checkpoints,
+        state.freshness,
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    events: dict[str, int]
+    incidents: int
+    seconds: float
+    path: str
+
+    def __str__(self) -> str:
+        total = sum(self.events.values())
+        rate = total / self.seconds if self.seconds else 0.0
+        per = ", ".join(f"{k} {v}" for k, v in self.events.items())
+        return (
+            f"rebuilt {self.path}: {self.incidents} incidents from {total} events ({per}) "
+            f"in {self.seconds:.2f}s ({rate:,.0f} events/s)"
+        )
+
+
+async def rebuild(settings: Settings) -> Report:
+    """Replay every log into a fresh file beside the read store, then swap it in."""
+    started = time.perf_counter()
+    path = read_store_path(settings)
+    async with AsyncExitStack() as stack:
+        stores: dict[str, EventStore] = {}
+        for source in SOURCES:
+            url = events_url(settings) if source == "analytics" else settings.store_url_for(source)
+            if (
+                url.startswith("sqlite:")
+                and not Path(url.removeprefix("sqlite:").removeprefix("//")).exists()
+            ):
+                continue  # that service never wrote anything here
+            stores[source] = await stack.enter_async_context(open_store(url, source=source))
+        state = await replay(stores)
+    if path == ":memory:":
+        raise ValueError("the read store is in memory: there is nothing to rebuild on disk")
+    fresh = f"{path}.rebuild"
+    for leftover in (fresh, f"{fresh}-wal", f"{fresh}-shm"):
+        Path(leftover).unlink(missing_ok=True)
+    async with ReadStore(fresh) as reads:
+        await write(state, reads)
+    for old in (f"{path}-wal", f"{path}-shm"):
+        Path(old).unlink(missing_ok=True)
+    os.replace(fresh, path)
+    return Report(state.events, len(state.views), time.perf_counter() - started, path)
