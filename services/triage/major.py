@@ -1,0 +1,206 @@
+"""Major incidents, pure: the automatic rules (P1 on a business-critical service; a storm on one
+service) and the propose / accept / reject / review decisions (seed 003; ServiceNow's rules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from services.triage.activity import ServiceActivity, in_window
+from services.triage.state import Triage
+from shared.errors import Conflict, DomainError, NotFound
+from shared.events import (
+    Event,
+    MajorIncidentAccepted,
+    MajorIncidentProposed,
+    MajorIncidentRejected,
+    PostIncidentReviewRecorded,
+)
+from shared.policy.triage import Criticality, TriagePolicy
+
+
+class NotProposed(Conflict):
+    title = "Not proposed as major"
+
+
+def criticality(service: str, policy: TriagePolicy) -> Criticality | None:
+    entry = policy.services.get(service)
+    return entry.criticality if entry is not None else None
+
+
+def auto_reason(state: Triage, policy: TriagePolicy) -> str | None:
+    """Why the policy makes this incident a major-incident candidate (None: it does not)."""
+    rules = policy.major
+    level = criticality(state.service, policy)
+    if state.priority in rules.auto_propose_priorities and level in rules.auto_propose_criticalities:
+        assert level is not None and state.priority is not None
+        return f"{state.priority.value} on {level.value.replace('_', '-')} service {state.service}"
+    return None
+
+
+def can_be_proposed(state: Triage) -> bool:
+    return state.exists and state.major.status in (None, "rejected") and not state.resolved
+
+
+def auto_propose(state: Triage, now: datetime, policy: TriagePolicy) -> list[Event]:
+    reason = auto_reason(state, policy)
+    if reason is None or not can_be_proposed(state) or state.major.status == "rejected":
+        return []
+    return [_proposed(state, reason=reason, by="triage", automatic=True, rule="priority", now=now)]
+
+
+def _proposed(
+    state: Triage, *, reason: str, by: str, automatic: bool, rule: str, now: datetime
+) -> MajorIncidentProposed:
+    return MajorIncidentProposed(
+        incident_id=state.incident_id,
+        reason=reason,
+        by=by,
+        automatic=automatic,
+        rule=rule,
+        title=state.title,
+        service=state.service,
+        occurred_at=now,
+    )
+
+
+def propose(state: Triage, *, reason: str, by: str, now: datetime) -> list[Event]:
+    """Any responder may propose; once proposed or accepted, it stays so until decided."""
+    _must_exist(state)
+    if state.major.status in ("proposed", "accepted"):
+        raise Conflict(f"incident {state.incident_id} is already {state.major.status} as major")
+    if state.resolved:
+        raise Conflict(f"incident {state.incident_id} is resolved")
+    return [_proposed(state, reason=reason, by=by, automatic=False, rule="manual", now=now)]
+
+
+def accept(
+    state: Triage, *, by: str, business_impact: str, notes: str, now: datetime, policy: TriagePolicy
+) -> list[Event]:
+    _must_exist(state)
+    if state.major.status != "proposed":
+        raise NotProposed(f"incident {state.incident_id} is {state.major.status or 'not proposed'}")
+    return [
+        MajorIncidentAccepted(
+            incident_id=state.incident_id,
+            by=by,
+            business_impact=business_impact,
+            notes=notes,
+            required_roles=[r.value for r in policy.roles.required],
+            review_required=policy.major.review_required,
+            title=state.title,
+            service=state.service,
+            occurred_at=now,
+        )
+    ]
+
+
+def reject(state: Triage, *, by: str, reason: str, now: datetime) -> list[Event]:
+    _must_exist(state)
+    if state.major.status != "proposed":
+        raise NotProposed(f"incident {state.incident_id} is {state.major.status or 'not proposed'}")
+    return [
+        MajorIncidentRejected(
+            incident_id=state.incident_id,
+            by=by,
+            reason=reason,
+            title=state.title,
+            service=state.service,
+            occurred_at=now,
+        )
+    ]
+
+
+def record_review(
+    state: Triage, *, by: str, summary: str, problem_id: str | None, now: datetime
+) -> list[Event]:
+    _must_exist(state)
+    if state.major.status != "accepted":
+        raise DomainError(f"incident {state.incident_id} is not an accepted major incident")
+    return [
+        PostIncidentReviewRecorded(
+            incident_id=state.incident_id,
+            by=by,
+            summary=summary,
+            problem_id=problem_id,
+            title=state.title,
+            service=state.service,
+            occurred_at=now,
+        )
+    ]
+
+
+def review_status(state: Triage) -> str:
+    """not_required | pending | done: a major incident's post-incident review, needed before close."""
+    if state.major.status != "accepted" or not state.major.review_required:
+        return "not_required"
+    return "done" if state.major.reviewed_at is not None else "pending"
+
+
+def _must_exist(state: Triage) -> None:
+    if not state.exists:
+        raise NotFound("no such incident in triage (yet)")
+
+
+# --- the storm rule -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Storm:
+    activity: Literal["incident", "alert"]
+    count: int
+    window_minutes: float
+
+    def reason(self, service: str) -> str:
+        what = "incidents" if self.activity == "incident" else "alerts"
+        return f"storm: {self.count} {what} on service {service} within {self.window_minutes:g} minutes"
+
+
+def _quiet_since(activity: ServiceActivity, since: datetime, policy: TriagePolicy) -> bool:
+    """Whether, at some signal after `since`, both trailing windows were below their thresholds."""
+    rule = policy.major.storm
+    window = timedelta(minutes=rule.window_minutes)
+    times = sorted({s.at for s in (*activity.incidents, *activity.alerts) if s.at > since})
+    return any(
+        len(in_window(activity.incidents, t, window)) < rule.incidents
+        and len(in_window(activity.alerts, t, window)) < rule.alerts
+        for t in times
+    )
+
+
+def storm(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> Storm | None:
+    """A new storm on a service, given its activity including the newest signal (at `now`).
+
+    A storm is `incidents` incidents or `alerts` alerts within the window. It is reported once:
+    a later storm needs the activity to have dropped below both thresholds in between."""
+    rule = policy.major.storm
+    window = timedelta(minutes=rule.window_minutes)
+    found: Storm | None = None
+    for kind, signals, threshold in (
+        ("incident", activity.incidents, rule.incidents),
+        ("alert", activity.alerts, rule.alerts),
+    ):
+        count = len(in_window(signals, now, window))
+        if count >= threshold and found is None:
+            found = Storm(kind, count, rule.window_minutes)  # type: ignore[arg-type]
+    if found is None:
+        return None
+    since = activity.storm_at
+    if since is None:
+        return found
+    return found if _quiet_since(activity, since, policy) else None
+
+
+def storm_proposal(state: Triage, found: Storm, now: datetime, policy: TriagePolicy) -> list[Event]:
+    """The proposal a storm makes, on the incident that tipped it (none if it is already major)."""
+    allowed = policy.major.storm_criticalities
+    if allowed and criticality(state.service, policy) not in allowed:
+        return []
+    if not can_be_proposed(state) or state.major.status == "rejected":
+        return []
+    return [
+        _proposed(
+            state, reason=found.reason(state.service), by="triage", automatic=True, rule="storm", now=now
+        )
+    ]
