@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -51,6 +52,8 @@ def bar_chart(
     if not data or max(data.values()) <= 0:
         return _empty(title)
     top = max(data.values())
+    if all(float(v).is_integer() for v in data.values()):
+        top = max(4.0, math.ceil(top / 4) * 4)  # counts: whole-number ticks
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / len(data)
     bars = []

@@ -199,7 +199,9 @@ def project(view: IncidentView | None, fact: Fact) -> IncidentView | None:
             title=fact.text("title"),
             service=fact.text("service"),
             severity=fact.text("severity") or None,
-            category=fact.text("category", "incident_type", "kind") or None,
+            category=fact.text("category", "incident_type", "kind")
+            or _label(fact, "category", "type")
+            or None,
             description=fact.text("description"),
             opened_at=fact.at,
             detected_at=fact.time("detected_at"),
@@ -332,6 +334,15 @@ def _evolve(v: IncidentView, f: Fact) -> IncidentView:
             return replace(v, feedback=(*v.feedback, entry))
         case _:
             return v
+
+
+def _label(f: Fact, *names: str) -> str:
+    labels = f.data.get("labels")
+    if isinstance(labels, Mapping):
+        for name in names:
+            if labels.get(name):
+                return str(labels[name])
+    return ""
 
 
 def _assume(roles: tuple[dict[str, Any], ...], f: Fact) -> tuple[dict[str, Any], ...]:

@@ -156,7 +156,11 @@ class ReadStore:
 
         try:
             self._writer = await loop.run_in_executor(self._writer_pool, open_writer)
-            self._reader = await loop.run_in_executor(self._reader_pool, connect)
+            if uri:  # one connection in memory: shared-cache table locks would fail concurrent reads
+                self._reader_pool.shutdown()
+                self._reader_pool, self._reader = self._writer_pool, self._writer
+            else:
+                self._reader = await loop.run_in_executor(self._reader_pool, connect)
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
         return self
@@ -165,7 +169,7 @@ class ReadStore:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         loop = asyncio.get_running_loop()
-        if self._reader is not None:
+        if self._reader is not None and self._reader is not self._writer:
             await loop.run_in_executor(self._reader_pool, self._reader.close)
         if self._writer is not None:
             await loop.run_in_executor(self._writer_pool, self._writer.close)
