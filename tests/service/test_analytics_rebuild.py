@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from services.analytics import feedback
 from services.analytics.app import SOURCES, project
 from services.analytics.readstore import ReadStore
@@ -266,3 +268,21 @@ async def test_rebuild_replaces_the_read_store_file_from_the_services_sqlite_log
         for source in (*SOURCES, "analytics"):
             assert await reads.checkpoint(tracking_name("analytics", source)) != (0, 0)
     assert "events/s" in str(report)
+
+
+def test_the_rebuild_command_reports_what_it_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from shared.cli import app
+
+    async def write_log() -> None:
+        async with open_store(Settings(data_dir=tmp_path).store_url_for("intake"), source="intake") as store:
+            await fill({"intake": store}, {"intake": history(3)["intake"]})
+
+    asyncio.run(write_log())
+    monkeypatch.setenv("LYNCHPIN_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "3 incidents" in result.output and "intake" in result.output
