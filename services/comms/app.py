@@ -1,98 +1,121 @@
-"""Comms' HTTP API."""
+"""Comms' app: explicit wiring of the directory, templates, channels, delivery and timers."""
 
 from __future__ import annotations
 
-import httpx
-from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel
+import os
+from urllib.parse import urlsplit
 
-from services.comms import domain
-from services.comms.channels import Channel, LogChannel, WebhookChannel
-from services.comms.handlers import CommsHandlers, Delivery, comms_stream
+import httpx
+from fastapi import FastAPI
+
+from services.comms import directory
+from services.comms.api import routes
+from services.comms.channels import (
+    Channel,
+    EmailChannel,
+    LogChannel,
+    Outbound,
+    SlackChannel,
+    TeamsChannel,
+    WebhookChannel,
+)
+from services.comms.delivery import Delivery, NotificationIndex
+from services.comms.handlers import CommsHandlers
+from services.comms.templates import Templates
+from services.comms.timers import Timers
 from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
-from shared.events import NotificationPlanned
+from shared.events import ChannelTarget
+from shared.policy import Policy, load_policy
 from shared.service import Wiring, build_app
 from shared.settings import Settings
 from shared.store import EventStore, open_store
-from shared.web import Viewer
+
+SOURCES = ["intake", "triage"]
 
 
-class NotificationOut(BaseModel):
-    notification_id: str
-    recipient: str
-    channel: str
-    audience: str
-    subject: str
-    cause_type: str
-
-
-def routes(handlers: CommsHandlers) -> APIRouter:
-    router = APIRouter()
-
-    @router.get(
-        "/v1/incidents/{incident_id}/notifications",
-        response_model=list[NotificationOut],
-        tags=["notifications"],
-    )
-    async def notifications(incident_id: str, who: Viewer) -> list[NotificationOut]:
-        history = await handlers.store.read(comms_stream(incident_id))
-        return [
-            NotificationOut(
-                notification_id=e.notification_id,
-                recipient=e.recipient,
-                channel=e.channel,
-                audience=e.audience,
-                subject=e.subject,
-                cause_type=e.cause_type,
-            )
-            for e in (env.event for env in history)
-            if isinstance(e, NotificationPlanned)
-        ]
-
-    return router
-
-
-def responders_from(settings: Settings) -> list[domain.Recipient]:
-    recipients = [domain.Recipient("responders", "log")]
+def builtin_recipients(settings: Settings) -> list[tuple[directory.Stakeholder, directory.Subscription]]:
+    """The responders' log, and `Settings.webhook_url` when set: responders for every incident."""
+    out = [
+        (
+            directory.Stakeholder(
+                "responders", "responders", "responders", (ChannelTarget(kind="log", address="responders"),)
+            ),
+            directory.Subscription("responders", stakeholder_id="responders", audience="responders"),
+        )
+    ]
     if settings.webhook_url:
-        recipients.append(domain.Recipient(settings.webhook_url, "webhook"))
-    return recipients
+        out.append(
+            (
+                directory.Stakeholder(
+                    "responders-webhook",
+                    "responders webhook",
+                    "responders",
+                    (ChannelTarget(kind="webhook", address=settings.webhook_url),),
+                ),
+                directory.Subscription(
+                    "responders-webhook", stakeholder_id="responders-webhook", audience="responders"
+                ),
+            )
+        )
+    return out
 
 
 def create_app(
-    settings: Settings, *, store: EventStore | None = None, bus: Bus | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    store: EventStore | None = None,
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    policy: Policy | None = None,
 ) -> FastAPI:
+    if policy is None:
+        policy = load_policy(settings.policy)
     if store is None:
         store = open_store(settings.store_url_for("comms"), source="comms")
     if bus is None:
         from shared.bus import open_bus
 
-        bus = open_bus(settings, sources=["intake", "triage"])
+        bus = open_bus(settings, sources=SOURCES)
     if clock is None:
         clock = system_clock
-    handlers = CommsHandlers(store, responders_from(settings))
-    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+    comms = policy.comms
+    templates = Templates(comms.templates)
+    handlers = CommsHandlers(store, comms, clock, builtin_recipients(settings), templates)
+    operator_hosts = [h for h in [urlsplit(settings.webhook_url or "").hostname] if h]
+    outbound = Outbound(comms.outbound, operator_hosts)
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(comms.outbound.timeout.total_seconds()), follow_redirects=False
+    )
+    password = os.environ.get(comms.email.password_env) if comms.email.password_env else None
     channels: dict[str, Channel] = {
         "log": LogChannel(),
-        "webhook": WebhookChannel(client, settings.webhook_secret),
+        "webhook": WebhookChannel(client, outbound, settings.webhook_secret),
+        "slack": SlackChannel(client, outbound),
+        "teams": TeamsChannel(client, outbound),
+        "email": EmailChannel(comms.email, password),
     }
-    delivery = Delivery(store, channels, clock)
+    delivery = Delivery(store, channels, clock, comms.retry)
+    index = NotificationIndex(store, comms.retry.attempts)
+    timers = Timers(store, clock, comms, handlers.fire_overdue, handlers.flush_digest)
     wiring = Wiring(
         name="comms",
         settings=settings,
         store=store,
         clock=clock,
         bus=bus,
-        sources=["intake", "triage"],
+        sources=SOURCES,
         handler=handlers.on_event,
-        workers={"delivery": delivery.run},
+        workers={"delivery": delivery.run, "index": index.run, "timers": timers.run},
         resources=[client],
     )
     app = build_app(
         wiring,
         title="Lynchpin comms",
-        description="Stakeholder notifications over email, webhooks and chat-style webhooks.",
+        description="Stakeholder notifications over email, webhooks and chat-style webhooks; status updates "
+        "and their cadence.",
     )
-    app.include_router(routes(handlers))
+    app.state.handlers = handlers
+    app.state.timers = timers
+    app.include_router(routes(handlers, index, outbound))
     return app

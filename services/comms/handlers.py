@@ -1,143 +1,239 @@
-"""Comms' shell: plan notifications from events; a delivery worker sends what was planned."""
+"""Comms' shell: load state, call the pure core, return or commit writes. Nothing else."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from services.comms import domain
-from services.comms.channels import Channel, DeliveryFailed
+from services.comms import cadence, directory, domain
+from services.comms.delivery import comms_stream, notification_stream, progress
+from services.comms.templates import Templates
 from shared.aggregates import Aggregates
 from shared.clock import Clock
 from shared.envelope import Envelope
-from shared.events import Event, NotificationFailed, NotificationPlanned, NotificationSent
-from shared.store import ConcurrencyError, EventStore, Tracking, Write
+from shared.errors import Conflict, NotFound
+from shared.events import Event, NotificationRetryRequested, StatusUpdatePublished
+from shared.policy.comms import CommsPolicy
+from shared.store import ConcurrencyError, EventStore, Write
 
 log = logging.getLogger("lynchpin.comms")
 
-DELIVERY = "delivery"
+
+def recipient_stream(key: str) -> str:
+    return f"comms-recipient-{uuid.uuid5(domain.NAMESPACE, key)}"
 
 
-def comms_stream(incident_id: str) -> str:
-    return f"comms-{incident_id}"
-
-
-def notification_stream(notification_id: str) -> str:
-    return f"notification-{notification_id}"
+def fact_of(env: Envelope) -> domain.Fact | None:
+    incident_id = env.event.partition_key
+    if incident_id is None:
+        return None
+    data = env.event.model_dump(mode="json")
+    return domain.Fact(env.event.type, incident_id, env.id, env.event.occurred_at, data)
 
 
 @dataclass
 class CommsHandlers:
     store: EventStore
-    responders: Sequence[domain.Recipient]
+    policy: CommsPolicy
+    clock: Clock
+    builtins: Sequence[tuple[directory.Stakeholder, directory.Subscription]] = ()
+    templates: Templates = field(default_factory=Templates)
 
     def __post_init__(self) -> None:
         self.incidents: Aggregates[domain.CommsIncident] = Aggregates(
             self.store, domain.CommsIncident, domain.evolve
         )
+        self.recipients: Aggregates[domain.RecipientState] = Aggregates(
+            self.store, domain.RecipientState, domain.evolve_recipient
+        )
+        initial = directory.from_policy(self.policy, self.builtins)
+        self.directory: Aggregates[directory.Directory] = Aggregates(
+            self.store, lambda: initial, directory.evolve, size=1
+        )
+
+    def render(self, kind: str, audience: str, channel: str, context: Mapping[str, Any]) -> tuple[str, str]:
+        r = self.templates.render(kind, audience, channel, context)
+        return r.subject, r.body
+
+    async def _notify(
+        self,
+        state: domain.CommsIncident,
+        to: Sequence[domain.Addressee],
+        *,
+        cause_event_id: str,
+        kind: str,
+        event: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | None = None,
+    ) -> tuple[domain.Outcome, dict[str, int]]:
+        loaded = {a.key: await self.recipients.load(recipient_stream(a.key)) for a in to}
+        outcome = domain.notify(
+            state,
+            cause_event_id=cause_event_id,
+            kind=kind,
+            to=to,
+            recipients={k: s for k, (s, _) in loaded.items()},
+            render=self.render,
+            policy=self.policy,
+            now=self.clock(),
+            event=event,
+            update=update,
+        )
+        return outcome, {k: v for k, (_, v) in loaded.items()}
+
+    def _writes(
+        self,
+        incident_id: str,
+        events: Sequence[Event],
+        version: int,
+        outcome: domain.Outcome,
+        versions: Mapping[str, int],
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[Write]:
+        ids = {"correlation_id": correlation_id, "causation_id": causation_id}
+        writes = [Write(comms_stream(incident_id), [*events, *outcome.incident], version, **ids)]
+        for key, recorded in outcome.recipients.items():
+            writes.append(Write(recipient_stream(key), recorded, versions[key], **ids))
+        return writes
 
     async def on_event(self, env: Envelope) -> Sequence[Write]:
-        incident_id = env.event.partition_key
-        if incident_id is None:
+        fact = fact_of(env)
+        if fact is None:
             return []
-        stream = comms_stream(incident_id)
+        stream = comms_stream(fact.incident_id)
         state, version = await self.incidents.load(stream)
-        events = domain.plan(state, env.event, cause_event_id=env.id, responders=self.responders)
-        if not events:
+        book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
+        reaction = domain.react(state, fact, directory=book, policy=self.policy, now=self.clock())
+        outcome, versions = await self._notify(
+            reaction.state, reaction.to, cause_event_id=env.id, kind=fact.kind, event=fact.data
+        )
+        if not reaction.events and not outcome.incident:
             return []
-        return [Write(stream, events, version, correlation_id=env.correlation_id, causation_id=env.id)]
+        return self._writes(
+            fact.incident_id,
+            reaction.events,
+            version,
+            outcome,
+            versions,
+            correlation_id=env.correlation_id,
+            causation_id=env.id,
+        )
 
-
-@dataclass
-class Delivery:
-    """Sends every planned notification once, records the outcome; resumes from its checkpoint.
-
-    Each attempt's outcome is appended to the notification's own stream at the next expected
-    version, so a notification is recorded as sent at most once. A crash between sending and
-    recording resends it once after restart, with the same Idempotency-Key.
-    """
-
-    store: EventStore
-    channels: Mapping[str, Channel]
-    clock: Clock
-    attempts: int = 4
-    first_delay: float = 0.2
-    concurrency: int = 32
-    _gate: asyncio.Semaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._gate = asyncio.Semaphore(self.concurrency)
-
-    async def run(self) -> None:
-        at = await self.store.checkpoint(DELIVERY)
-        while True:
-            page = await self.store.read_all(after=at, limit=200)
-            if not page:
-                await self.store.wait_for_append(1.0, after=at)
+    async def publish_update(
+        self, incident_id: str, cmd: domain.UpdateCommand, *, by: str, idempotency_key: str | None
+    ) -> StatusUpdatePublished:
+        stream = comms_stream(incident_id)
+        update_id = str(
+            uuid.uuid5(domain.NAMESPACE, f"update|{incident_id}|{idempotency_key}")
+            if idempotency_key
+            else uuid.uuid4()
+        )
+        for _ in range(20):
+            state, version = await self.incidents.load(stream)
+            if update_id in state.updates:
+                return next(
+                    e.event
+                    for e in await self.store.read(stream)
+                    if isinstance(e.event, StatusUpdatePublished) and e.event.update_id == update_id
+                )
+            book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
+            fields = {**cmd.fields, "text": cmd.text}
+            subject = self.render(
+                "StatusUpdatePublished",
+                "management",
+                "email",
+                {"incident": state.context(), "update": fields},
+            )[0]
+            published = domain.publish(
+                state,
+                cmd,
+                incident_id=incident_id,
+                update_id=update_id,
+                by=by,
+                subject=subject,
+                now=self.clock(),
+            )
+            after = domain.evolve(state, published)
+            outcome, versions = await self._notify(
+                after,
+                domain.for_audience(after, cmd.audience, book),
+                cause_event_id=update_id,
+                kind="StatusUpdatePublished",
+                update=fields,
+                event=published.model_dump(mode="json"),
+            )
+            try:
+                await self.store.commit(self._writes(incident_id, [published], version, outcome, versions))
+            except ConcurrencyError:
                 continue
-            planned = [e for e in page if isinstance(e.event, NotificationPlanned)]
-            await asyncio.gather(*(self._deliver(e) for e in planned))
-            at = page[-1].checkpoint
-            await self.store.commit([], tracking=Tracking(DELIVERY, None, checkpoint=at))
+            return published
+        raise Conflict("the incident kept changing; retry")
 
-    async def _deliver(self, env: Envelope) -> None:
-        n = env.event
-        assert isinstance(n, NotificationPlanned)
-        stream = notification_stream(n.notification_id)
+    async def fire_overdue(self, incident_id: str) -> int:
+        """Append the reminders and escalations due now, each once per incident + level + due time."""
+        fired = 0
+        stream = comms_stream(incident_id)
+        for _ in range(5):
+            state, version = await self.incidents.load(stream)
+            due = cadence.overdue(state, self.policy.cadence, now=self.clock())
+            if not due:
+                return fired
+            level, due_at = due[0]
+            book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
+            event, to = domain.overdue_event(
+                state, level, due_at, policy=self.policy, directory=book, now=self.clock()
+            )
+            after = domain.evolve(state, event)
+            outcome, versions = await self._notify(
+                after,
+                to,
+                cause_event_id=domain.overdue_cause(incident_id, level, due_at),
+                kind="StatusUpdateOverdue",
+                event=event.model_dump(mode="json"),
+            )
+            try:
+                # the incident stream's expected version arbitrates: a second firing reloads and
+                # finds (level, due) already raised
+                await self.store.commit(self._writes(incident_id, [event], version, outcome, versions))
+                fired += 1
+            except ConcurrencyError:
+                continue
+        return fired
+
+    async def flush_digest(self, key: str) -> int:
+        for _ in range(5):
+            rs, rversion = await self.recipients.load(recipient_stream(key))
+            outcome = domain.digest(key, rs, render=self.render, now=self.clock())
+            if outcome is None:
+                return 0
+            incident_id = outcome.incident[0].partition_key
+            assert incident_id is not None
+            _, version = await self.incidents.load(comms_stream(incident_id))
+            try:
+                await self.store.commit(self._writes(incident_id, [], version, outcome, {key: rversion}))
+                return 1
+            except ConcurrencyError:
+                continue
+        return 0
+
+    async def retry(self, notification_id: str, *, by: str, attempts: int) -> NotificationRetryRequested:
+        stream = notification_stream(notification_id)
         history = [e.event for e in await self.store.read(stream)]
-        if any(
-            isinstance(e, NotificationSent) or (isinstance(e, NotificationFailed) and e.final)
-            for e in history
-        ):
-            return  # delivered or given up on before a restart
-        channel = self.channels.get(n.channel)
-        delay = self.first_delay
-        async with self._gate:
-            for attempt in range(len(history) + 1, self.attempts + 1):
-                outcome: Event
-                try:
-                    if channel is None:
-                        raise DeliveryFailed(f"no channel {n.channel!r} is configured")
-                    await channel.send(n)
-                    outcome = NotificationSent(
-                        incident_id=n.incident_id,
-                        notification_id=n.notification_id,
-                        channel=n.channel,
-                        recipient=n.recipient,
-                        attempt=attempt,
-                        occurred_at=self.clock(),
-                    )
-                except DeliveryFailed as e:
-                    log.warning("notification %s attempt %d failed: %s", n.notification_id, attempt, e)
-                    outcome = NotificationFailed(
-                        incident_id=n.incident_id,
-                        notification_id=n.notification_id,
-                        channel=n.channel,
-                        recipient=n.recipient,
-                        attempt=attempt,
-                        error=str(e)[:1000],
-                        final=attempt == self.attempts or channel is None,
-                        occurred_at=self.clock(),
-                    )
-                try:
-                    await self.store.commit(
-                        [
-                            Write(
-                                stream,
-                                [outcome],
-                                attempt - 1,
-                                correlation_id=env.correlation_id,
-                                causation_id=env.id,
-                            )
-                        ]
-                    )
-                except ConcurrencyError:
-                    log.info("notification %s is being delivered elsewhere", n.notification_id)
-                    return
-                if not isinstance(outcome, NotificationFailed) or outcome.final:
-                    return
-                await asyncio.sleep(delay * (1 + random.random()))
-                delay *= 2
+        if not history:
+            raise NotFound(f"no delivery attempt of notification {notification_id} is recorded")
+        p = progress(history, attempts=attempts)
+        if p.sent:
+            raise Conflict(f"notification {notification_id} was delivered; nothing to retry")
+        if not p.dead:
+            raise Conflict(f"notification {notification_id} is still being delivered")
+        incident_id = history[0].partition_key
+        assert incident_id is not None
+        event = NotificationRetryRequested(
+            incident_id=incident_id, notification_id=notification_id, by=by, occurred_at=self.clock()
+        )
+        await self.store.commit([Write(stream, [event], len(history))])
+        return event

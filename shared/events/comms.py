@@ -128,6 +128,7 @@ class NotificationFailed(IncidentEvent):
     error: str
     final: bool
     retry_at: datetime | None = None
+    permanent: bool = False
 
 
 class NotificationRetryRequested(IncidentEvent):
@@ -151,6 +152,8 @@ class NotificationCoalesced(IncidentEvent):
     subject: str
     stakeholder: str = ""
     window_ends_at: datetime
+    fallback_channel: str | None = None
+    fallback_recipient: str | None = None
 
 
 class RecipientNotified(Event):
@@ -160,6 +163,7 @@ class RecipientNotified(Event):
     recipient: str
     notification_id: str
     incident_id: str
+    digest_of: list[str] = Field(default_factory=list)
 
 
 class StatusUpdatePublished(IncidentEvent):

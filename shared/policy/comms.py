@@ -118,7 +118,7 @@ def default_triggers() -> dict[str, Trigger]:
             audiences=[R, U, M], audience_priorities={U: ["P1", "P2"], M: ["P1", "P2"]}
         ),
         "PriorityChanged": Trigger(audiences=[R, M], audience_priorities={M: ["P1", "P2"]}),
-        "IncidentRouted": Trigger(audiences=[R]),
+        "IncidentRouted": Trigger(),  # the opening notification already went out; enable per policy
         "IncidentAcknowledged": Trigger(to_notified=True),
         "SlaWarningRaised": Trigger(audiences=[R]),
         "SlaBreached": Trigger(audiences=[R, M]),

@@ -1,0 +1,81 @@
+"""Durable timers, recomputed from comms' own log: overdue status updates (reminder, then
+escalation) and coalescing digests. The worker follows the log into memory, and on each tick
+asks the handlers to fire what is due; they decide again from the store and append idempotently
+(one timer stream per incident + kind + due time), so a second instance or a restart fires nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.comms import cadence, domain
+from shared.clock import Clock
+from shared.envelope import Checkpoint
+from shared.events import NotificationCoalesced, RecipientNotified
+from shared.policy.comms import CommsPolicy
+from shared.store import START, EventStore
+
+log = logging.getLogger("lynchpin.comms.timers")
+
+RECIPIENT_PREFIX = "comms-recipient-"
+INCIDENT_PREFIX = "comms-"
+
+
+@dataclass
+class Timers:
+    store: EventStore
+    clock: Clock
+    policy: CommsPolicy
+    fire_overdue: Callable[[str], Awaitable[int]]
+    flush_digest: Callable[[str], Awaitable[int]]
+    incidents: dict[str, domain.CommsIncident] = field(default_factory=dict)
+    recipients: dict[str, domain.RecipientState] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    at: Checkpoint = START
+
+    async def catch_up(self) -> None:
+        while page := await self.store.read_all(after=self.at, limit=1000):
+            for env in page:
+                e = env.event
+                if env.stream.startswith(RECIPIENT_PREFIX):
+                    rs = self.recipients.get(env.stream, domain.RecipientState())
+                    self.recipients[env.stream] = domain.evolve_recipient(rs, e)
+                    if isinstance(e, RecipientNotified):
+                        self.keys[env.stream] = e.recipient
+                    elif isinstance(e, NotificationCoalesced):
+                        self.keys[env.stream] = domain.recipient_key(e.channel, e.recipient)
+                elif env.stream.startswith(INCIDENT_PREFIX) and e.partition_key is not None:
+                    state = self.incidents.get(e.partition_key, domain.CommsIncident())
+                    self.incidents[e.partition_key] = domain.evolve(state, e)
+            self.at = page[-1].checkpoint
+
+    def due(self, now: datetime) -> tuple[list[str], list[str]]:
+        incidents = [i for i, s in self.incidents.items() if cadence.overdue(s, self.policy.cadence, now=now)]
+        digests = [
+            self.keys[stream]
+            for stream, rs in self.recipients.items()
+            if rs.pending and now >= rs.pending[0].window_ends_at and stream in self.keys
+        ]
+        return incidents, digests
+
+    async def tick(self) -> int:
+        """Catch up with the log, fire what is due now; returns how many timers fired."""
+        await self.catch_up()
+        incidents, digests = self.due(self.clock())
+        fired = 0
+        for incident_id in incidents:
+            fired += await self.fire_overdue(incident_id)
+        for key in digests:
+            fired += await self.flush_digest(key)
+        if fired:
+            await self.catch_up()
+        return fired
+
+    async def run(self) -> None:
+        tick = self.policy.timer_tick.total_seconds()
+        while True:
+            await self.tick()
+            await asyncio.sleep(tick)
