@@ -209,7 +209,7 @@ def routes(
     ) -> Response:
         _window(start, end)
         kind = exports.negotiate(request, format, offered=("json", "csv"))
-        views = await reads.views(service=service, priority=priority)
+        views = await reads.views(service=service, priority=priority, opened_from=start, opened_to=end)
         result = compute(views, policy=policy, now=clock(), start=start, end=end)
         result["filters"] = {"service": service, "priority": priority}
         if kind == "csv":

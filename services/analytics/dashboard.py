@@ -87,11 +87,10 @@ def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *,
         request: Request, who: Viewer, window: Annotated[int, Query(ge=1, le=366)] = days
     ) -> HTMLResponse:
         now = clock()
-        views = await reads.views()
         start = now - timedelta(days=window)
-        m = compute(views, policy=policy, now=now, start=start)
+        m = compute(await reads.views(opened_from=start), policy=policy, now=now, start=start)
         open_ = sorted(
-            (v for v in views if v.status not in ("resolved", "closed")),
+            await reads.views(open_only=True),
             key=lambda v: (v.priority or "P9", v.opened_at or now),
         )
         majors = [v for v in open_ if v.major == "accepted"]

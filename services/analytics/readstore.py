@@ -346,11 +346,24 @@ class ReadStore:
         return items, (encode_cursor(rows[limit - 1][1], rows[limit - 1][2]) if more else None)
 
     async def views(
-        self, *, service: str | None = None, priority: str | None = None, open_only: bool = False
+        self,
+        *,
+        service: str | None = None,
+        priority: str | None = None,
+        open_only: bool = False,
+        opened_from: datetime | None = None,
+        opened_to: datetime | None = None,
     ) -> list[IncidentView]:
-        """Every incident view (for metrics and reports), optionally one service's or priority's."""
+        """The incident views (for metrics and reports), optionally one service's or priority's,
+        or those opened in [opened_from, opened_to)."""
         where: list[str] = ["opened_at IS NOT NULL"]
         args: list[Any] = []
+        if opened_from is not None:
+            where.append("opened_at >= ?")
+            args.append(utc(opened_from))
+        if opened_to is not None:
+            where.append("opened_at < ?")
+            args.append(utc(opened_to))
         if service is not None:
             where.append("service = ?")
             args.append(service)
