@@ -38,7 +38,7 @@ HEADLINES: Mapping[str, str] = {
     "{% if event.business_impact %} Business impact: {{ event.business_impact }}.{% endif %}",
     "MajorIncidentRejected": "Not a major incident{% if event.reason %}: {{ event.reason }}{% endif %}.",
     "HandoverCompleted": "{{ event.role }} handed over from {{ event.from_person }} to {{ event.to_person }}."
-    "{% if event.briefing %} Briefing: {{ event.briefing }}{% endif %}",
+    "{% if event.briefing %} Briefing: {{ event.briefing.current_state or event.briefing }}{% endif %}",
     "IncidentResolved": "Resolved{% if event.by %} by {{ event.by }}{% endif %}"
     "{% if event.reason %}: {{ event.reason }}{% endif %}.",
     "IncidentReopened": "Reopened{% if event.reason %}: {{ event.reason }}{% endif %}.",
