@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -15,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -88,8 +90,35 @@ def lynchpin(data: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
         yield f"http://127.0.0.1:{ports['INTAKE']}", f"http://127.0.0.1:{ports['ANALYTICS']}", proc
 
 
-async def ingest(base: str, n: int, concurrency: int, *, duplicate: bool, tag: str) -> tuple[float, float]:
-    """Post n alerts at a fixed concurrency; return (alerts/s answered 202, p99 latency ms)."""
+@dataclass(frozen=True)
+class Load:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+def wrk_load(base: str, seconds: float, concurrency: int, *, duplicate: bool, tag: str) -> Load:
+    """Offer load with wrk (one thread, fixed connections); every answer must be 202."""
+    env = {**os.environ, "DEDUP": "storm" if duplicate else "distinct", "TAG": tag, "KEY": KEY}
+    script = str(Path(__file__).with_name("alerts.lua"))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "-s", script, base],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    fields = dict(item.split("=") for item in line.split()[1:])
+    if int(fields["failed"]) or int(fields["errors"]):
+        raise RuntimeError(f"{base}: {fields['failed']} non-202 answers, {fields['errors']} socket errors")
+    n = int(fields["requests"])
+    return Load(n / float(fields["seconds"]), int(fields["p50_us"]) / 1000, int(fields["p99_us"]) / 1000, n)
+
+
+async def httpx_load(base: str, n: int, concurrency: int, *, duplicate: bool, tag: str) -> Load:
+    """The same without wrk: n alerts at a fixed concurrency from this process."""
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -113,8 +142,13 @@ async def ingest(base: str, n: int, concurrency: int, *, duplicate: bool, tag: s
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-    return n / elapsed, latencies[int(len(latencies) * 0.99) - 1] * 1000
+    return Load(n / elapsed, pct(latencies, 0.5) * 1000, pct(latencies, 0.99) * 1000, n)
+
+
+def load(base: str, args: argparse.Namespace, *, duplicate: bool, tag: str) -> Load:
+    if shutil.which("wrk"):
+        return wrk_load(base, args.seconds, args.concurrency, duplicate=duplicate, tag=tag)
+    return asyncio.run(httpx_load(base, args.requests, args.concurrency, duplicate=duplicate, tag=tag))
 
 
 async def visible_latency(intake: str, analytics: str, samples: int) -> list[float]:
@@ -150,47 +184,68 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="small, for CI")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small run, for CI")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, with wrk")
+    parser.add_argument("--requests", type=int, default=20000, help="per measurement, without wrk")
+    parser.add_argument("--samples", type=int, default=200, help="alerts timed until visible in analytics")
     args = parser.parse_args()
-    n, runs, samples = (1000, 1, 20) if args.quick else (20000, 3, 200)
+    if args.quick:
+        args.runs, args.seconds, args.requests, args.samples = 1, 2.0, 1000, 20
 
-    rows: list[tuple[str, str, str, str]] = []
-    base_rates, distinct, storm, p99s = [], [], [], {"noop": [], "distinct": [], "storm": []}
+    results: dict[str, list[Load]] = {"noop": [], "distinct": [], "storm": []}
+    latencies: list[float] = []
     peak = 0.0
-    for run in range(runs):
+    incidents_after_storm: list[int] = []
+    for run in range(args.runs):
         with noop() as (url, _):
-            rate, p99 = asyncio.run(ingest(url, n, args.concurrency, duplicate=False, tag=f"n{run}"))
-            base_rates.append(rate)
-            p99s["noop"].append(p99)
+            results["noop"].append(load(url, args, duplicate=False, tag=f"n{run}"))
         with tempfile.TemporaryDirectory() as tmp, lynchpin(Path(tmp)) as (intake, analytics, proc):
-            rate, p99 = asyncio.run(ingest(intake, n, args.concurrency, duplicate=False, tag=f"d{run}"))
-            distinct.append(rate)
-            p99s["distinct"].append(p99)
-            rate, p99 = asyncio.run(ingest(intake, n, args.concurrency, duplicate=True, tag=f"s{run}"))
-            storm.append(rate)
-            p99s["storm"].append(p99)
-            if run == runs - 1:
-                latencies = asyncio.run(visible_latency(intake, analytics, samples))
+            results["distinct"].append(load(intake, args, duplicate=False, tag=f"d{run}"))
+            results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}"))
+            incidents_after_storm.append(storm_incidents(analytics, f"s{run}-storm"))
+            latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
 
-    base = statistics.median(base_rates)
-    for name, rates in (
-        ("no-op FastAPI endpoint (baseline)", base_rates),
-        ("distinct alerts", distinct),
-        ("duplicate storm (one key)", storm),
-    ):
-        key = {"distinct alerts": "distinct", "duplicate storm (one key)": "storm"}.get(name, "noop")
-        med = statistics.median(rates)
-        rows.append((name, f"{med:,.0f}/s", f"{med / base:.2f}", f"{statistics.median(p99s[key]):.1f} ms"))
-    print(f"\nDurable ingest, embedded mode: {n} alerts x {runs} run(s), concurrency {args.concurrency}")
-    print(f"{'workload':<36} {'median rate':>12} {'vs baseline':>12} {'p99':>10}")
-    for row in rows:
-        print(f"{row[0]:<36} {row[1]:>12} {row[2]:>12} {row[3]:>10}")
-    print(f"\nAlert -> visible in analytics (prioritised and notified), {samples} sequential alerts:")
+    base = statistics.median(r.rate for r in results["noop"])
+    tool = "wrk" if shutil.which("wrk") else "httpx"
+    print(
+        f"\nDurable ingest, embedded mode ({tool}, concurrency {args.concurrency}, median of {args.runs} runs)"
+    )
+    print(f"{'workload':<34} {'alerts/s':>10} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
+    names = {
+        "noop": "no-op FastAPI endpoint (baseline)",
+        "distinct": "distinct alerts",
+        "storm": "duplicate storm (one alert key)",
+    }
+    for key, name in names.items():
+        rs = results[key]
+        rate = statistics.median(r.rate for r in rs)
+        print(
+            f"{name:<34} {rate:>10,.0f} {rate / base:>9.2f} {statistics.median(r.p50_ms for r in rs):>8.1f} "
+            f"{statistics.median(r.p99_ms for r in rs):>8.1f} {sum(r.requests for r in rs):>9}"
+        )
+    print(f"\nIncidents opened by each storm: {incidents_after_storm} (must be [1, ...])")
+    print(f"\nAlert -> visible in analytics (prioritised and notified), {len(latencies)} sequential alerts:")
     print(f"  p50 {pct(latencies, 0.5):.1f} ms   p99 {pct(latencies, 0.99):.1f} ms")
-    print(f"\nPeak RSS of the embedded process (all four services): {peak:.0f} MB")
+    print(f"\nPeak RSS of the embedded process (all four services in one): {peak:.0f} MB")
+
+
+def storm_incidents(analytics: str, dedup_key: str) -> int:
+    """How many incidents the storm's key opened, read from analytics once it caught up."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{analytics}/v1/status", headers=headers).json()
+        if not any(status["lag"].values()):
+            break
+        time.sleep(0.1)
+    items = httpx.get(
+        f"{analytics}/v1/incidents", params={"service": "bench", "limit": 500}, headers=headers
+    ).json()["items"]
+    return sum(1 for i in items if i["alert_count"] > 1)
 
 
 if __name__ == "__main__":

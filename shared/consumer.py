@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,7 @@ async def deliver(
     store: Sink,
     checkpoint: Checkpoint | None = None,
     retry: RetryPolicy = RetryPolicy(),
+    already_failed: int = 0,
 ) -> Committed:
     """Run `handler` on `env` and commit its writes with a tracking record in `store`.
 
@@ -54,7 +56,13 @@ async def deliver(
     """
     with log_context(correlation_id=env.correlation_id, incident_id=env.event.partition_key, event_id=env.id):
         return await _deliver(
-            env, consumer=consumer, handler=handler, store=store, checkpoint=checkpoint, retry=retry
+            env,
+            consumer=consumer,
+            handler=handler,
+            store=store,
+            checkpoint=checkpoint,
+            retry=retry,
+            already_failed=already_failed,
         )
 
 
@@ -66,9 +74,10 @@ async def _deliver(
     store: Sink,
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
+    already_failed: int,
 ) -> Committed:
     tracking = Tracking(consumer, env.id, checkpoint)
-    failures = 0
+    failures = already_failed
     conflicts = 0
     delay = retry.first_delay
     while True:
@@ -100,3 +109,58 @@ async def _deliver(
                 raise DeadLettered(record) from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry.max_delay)
+
+
+async def deliver_page(
+    page: Sequence[Envelope],
+    *,
+    consumer: str,
+    handler: Handler,
+    store: Sink,
+    retry: RetryPolicy = RetryPolicy(),
+) -> None:
+    """Deliver a page of a checkpointed subscription, with its commits in flight together.
+
+    Each event's effects commit with its own tracking record, as in `deliver`, but without waiting
+    for the previous commit: the store's group commit writes them in one transaction. An event of
+    an incident whose commit is still in flight waits for it first, so its handler sees it. The
+    checkpoint moves to the end of the page only once every event of the page is committed. A
+    handler failure or a conflict falls back to `deliver` (retries, then dead letters) for that event.
+    """
+    in_flight: dict[str | None, asyncio.Task[Committed]] = {}
+    submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
+
+    async def fallback(env: Envelope, *, failed: int) -> None:
+        try:
+            await deliver(
+                env, consumer=consumer, handler=handler, store=store, retry=retry, already_failed=failed
+            )
+        except DeadLettered as dead:
+            log.error("%s dead-lettered %s: %s", consumer, env.id, dead.record.reason)
+
+    try:
+        for env in page:
+            earlier = in_flight.get(env.partition_key)
+            if earlier is not None:
+                await asyncio.wait([earlier])
+            try:
+                items = list(await handler(env))
+            except StoreUnavailable:
+                raise
+            except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
+                await fallback(env, failed=1)
+                continue
+            task = asyncio.create_task(store.commit(items, tracking=Tracking(consumer, env.id)))
+            in_flight[env.partition_key] = task
+            submitted.append((env, task))
+        for env, task in submitted:
+            try:
+                await task
+            except ConcurrencyError:
+                await fallback(env, failed=0)
+    finally:
+        for _, task in submitted:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for _, t in submitted), return_exceptions=True)
+    await store.commit([], tracking=Tracking(consumer, None, page[-1].checkpoint))

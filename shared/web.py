@@ -128,14 +128,36 @@ class Metrics:
         )
 
     def middleware(self, app: FastAPI) -> None:
-        @app.middleware("http")
-        async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-            start = time.perf_counter()
-            response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(self.service, route, str(response.status_code)).inc()
-            self.latency.labels(self.service, route).observe(time.perf_counter() - start)
-            return response
+        app.add_middleware(MeasureRequests, metrics=self)
+
+
+class MeasureRequests:
+    """Count requests and time them by route template (a plain ASGI middleware: cheap per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            m = self.metrics
+            m.requests.labels(m.service, route, str(status)).inc()
+            m.latency.labels(m.service, route).observe(time.perf_counter() - start)
 
 
 def install_health(app: FastAPI, metrics: Metrics, ready: Callable[[], Awaitable[None]]) -> None:
@@ -164,7 +186,8 @@ def bearer(request: Request) -> str | None:
     return None
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    """(async so that FastAPI runs it inline, not in its thread pool: it is on every request's path)"""
     credentials: Credentials = request.app.state.credentials
     clock: Clock = request.app.state.clock
     token = bearer(request) or request.headers.get("x-lynchpin-key") or request.query_params.get("key")
@@ -180,8 +203,8 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
-def require(role: Role) -> Callable[..., Principal]:
-    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.may(role):
             raise HTTPException(
                 403, f"this action needs the {role.value} role; you are {principal.role.value}"

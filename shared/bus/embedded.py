@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Self
 
 from shared.bus.base import Handler, Sink, tracking_name
-from shared.consumer import DeadLettered, RetryPolicy, deliver
+from shared.consumer import RetryPolicy, deliver_page
 from shared.store import ConcurrencyError, EventStore, StoreUnavailable
 
 log = logging.getLogger("lynchpin.bus")
@@ -69,19 +69,8 @@ class EmbeddedBus:
                     if not page:
                         await log_store.wait_for_append(self.poll, after=at)
                         continue
-                    for env in page:
-                        try:
-                            await deliver(
-                                env,
-                                consumer=name,
-                                handler=handler,
-                                store=store,
-                                checkpoint=env.checkpoint,
-                                retry=self.retry,
-                            )
-                        except DeadLettered as dead:
-                            log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
-                        at = env.checkpoint
+                    await deliver_page(page, consumer=name, handler=handler, store=store, retry=self.retry)
+                    at = page[-1].checkpoint
                     self._lag[source] = 0
             except (StoreUnavailable, ConcurrencyError) as e:  # not the event's fault: retry, never crash
                 log.warning("%s: cannot commit now, retrying: %r", name, e)

@@ -91,6 +91,7 @@ class SqliteStore:
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-r-{source}")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._point: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
@@ -103,6 +104,7 @@ class SqliteStore:
         try:
             self._writer = await loop.run_in_executor(self._writer_pool, self._open_writer)
             self._reader = await loop.run_in_executor(self._reader_pool, self._open_reader)
+            self._point = self._open_reader()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
         self._task = asyncio.create_task(self._write_loop(), name=f"sqlite-writer-{self.source}")
@@ -120,6 +122,8 @@ class SqliteStore:
             await loop.run_in_executor(self._writer_pool, self._writer.close)
         if self._reader is not None:
             await loop.run_in_executor(self._reader_pool, self._reader.close)
+        if self._point is not None:
+            self._point.close()
         self._writer_pool.shutdown()
         self._reader_pool.shutdown()
 
@@ -268,10 +272,17 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot read {self.path}: {e}") from e
 
     async def read(self, stream: str, after_version: int = 0) -> list[Envelope]:
-        rows = await self._query(
-            f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version",
-            (stream, after_version),
-        )
+        """Read on the event loop's own thread: an indexed point query costs less than a hop to a
+        thread, and it is on the path of every alert."""
+        if self._point is None:
+            raise StoreUnavailable(f"store {self.path} is not open")
+        try:
+            rows = self._point.execute(
+                f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version",
+                (stream, after_version),
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot read {self.path}: {e}") from e
         return [row_to_envelope(r) for r in rows]
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:

@@ -112,11 +112,13 @@ def test_sigkill_right_after_202_loses_nothing(
             f"{analytics}/v1/incidents", params={"limit": 100}, headers={"Authorization": f"Bearer {ADMIN}"}
         )
         items = {i["id"]: i for i in r.json()["items"]}
-        ready = all(i in items and items[i]["priority"] and items[i]["notification_count"] for i in accepted)
+        ready = all(i in items and items[i]["priority"] for i in accepted)
         return items if ready else None
 
     items = wait_until(
         all_prioritised, timeout=30, what="every accepted alert's incident, prioritised", log=log
     )
     assert sorted(items) == sorted(accepted)
-    assert all(items[i]["alert_count"] == 1 and items[i]["notification_count"] == 1 for i in accepted)
+    assert all(items[i]["alert_count"] == 1 for i in accepted)
+    # Comms coalesces a storm per recipient: the responders hear of the first incidents, not all 20.
+    assert 1 <= sum(items[i]["notification_count"] for i in accepted) < len(accepted)
