@@ -63,5 +63,7 @@ async def follow(store: EventStore, reads: ReadStore, *, poll: float = 1.0) -> N
             await store.wait_for_append(poll, after=at)
             continue
         for env in page:
-            await reads.commit([env], tracking=Tracking(CONSUMER, env.id, env.checkpoint))
+            done = await reads.commit([env], tracking=Tracking(CONSUMER, env.id, env.checkpoint))
+            if done.duplicate:  # applied already by the request that recorded it: move past it
+                await reads.commit([], tracking=Tracking(CONSUMER, None, env.checkpoint))
             at = env.checkpoint
