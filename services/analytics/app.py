@@ -23,8 +23,8 @@ from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
 from shared.envelope import Envelope
 from shared.errors import DomainError, NotFound
-from shared.policy import load_policy
-from shared.policy.analytics import AnalyticsPolicy
+from shared.policy import Policy, load_policy
+from shared.policy.analytics import AnalyticsPolicy, BusinessHours
 from shared.service import Wiring, build_app
 from shared.settings import Settings
 from shared.store import EventStore, open_store
@@ -32,6 +32,7 @@ from shared.web import Viewer
 
 SOURCES = ("intake", "triage", "comms")
 MAJOR = ("proposed", "accepted", "rejected")
+WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class IncidentItem(BaseModel):
@@ -335,6 +336,25 @@ class LagCollector(Collector):
         yield latest
 
 
+def policy_from(whole: Policy) -> AnalyticsPolicy:
+    """The analytics section, with triage's business-hours calendars unless it names its own, so that
+    analytics measures an SLA clock in the calendar triage ran it in."""
+    own = whole.analytics
+    if own.calendars:
+        return own
+    calendars = {
+        name: BusinessHours(
+            timezone=c.timezone,
+            days=tuple(WEEK.index(str(d.value)) for d in c.days),
+            start=c.start,
+            end=c.end,
+            holidays=tuple(c.holidays),
+        )
+        for name, c in whole.triage.calendars.items()
+    }
+    return own.model_copy(update={"calendars": calendars})
+
+
 async def project(env: Envelope) -> Sequence[Envelope]:
     return [env]
 
@@ -359,7 +379,7 @@ def create_app(
     if events is None:
         events = open_store(events_url(settings), source=feedback.SOURCE)
     if policy is None:
-        policy = load_policy(settings.policy).analytics
+        policy = policy_from(load_policy(settings.policy))
     own_log = events
 
     async def follow_own_log() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,9 +59,13 @@ def business_seconds(start: datetime, end: datetime, hours: BusinessHours) -> fl
     last = end.astimezone(tz).date()
     total = 0.0
     while day <= last:
-        if day.weekday() in hours.days:
+        if day.weekday() in hours.days and day not in hours.holidays:
             opens = datetime.combine(day, hours.start, tz)
-            closes = datetime.combine(day, hours.end, tz)
+            closes = (
+                datetime.combine(day + timedelta(days=1), hours.end, tz)
+                if hours.end == time(0)
+                else datetime.combine(day, hours.end, tz)
+            )
             lo, hi = max(opens, start), min(closes, end)
             if hi > lo:
                 total += (hi - lo).total_seconds()
@@ -107,7 +111,8 @@ def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -
     opened = view.opened_at
     from_triage = view.response_target is not None or view.resolution_target is not None
     if from_triage:
-        hours = policy.business_hours if view.sla_calendar is not None else None
+        named = view.sla_calendar
+        hours = None if named is None else policy.calendars.get(named, policy.business_hours)
     else:
         hours = policy.business_hours if view.priority in policy.business_hours_priorities else None
     holds = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in view.holds]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,7 +18,8 @@ class BusinessHours(BaseModel):
     timezone: str = "UTC"
     days: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), description="0 = Monday ... 6 = Sunday")
     start: time = time(9, 0)
-    end: time = time(17, 0)
+    end: time = Field(default=time(17, 0), description="00:00 means midnight at the end of the day")
+    holidays: tuple[date, ...] = ()
 
     @field_validator("days")
     @classmethod
@@ -31,8 +32,8 @@ class BusinessHours(BaseModel):
     @classmethod
     def _end(cls, end: time, info: object) -> time:
         start = getattr(info, "data", {}).get("start")
-        if start is not None and end <= start:
-            raise ValueError("end must be after start")
+        if start is not None and end != time(0) and end <= start:
+            raise ValueError("end must be after start (00:00 means the end of the day)")
         return end
 
     @field_validator("timezone")
@@ -68,4 +69,9 @@ class AnalyticsPolicy(BaseModel):
         description="Priorities whose SLA clock runs in business hours only; the others run 24x7.",
     )
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    calendars: dict[str, BusinessHours] = Field(
+        default_factory=dict,
+        description="Calendars by name, for SLA clocks triage says count in a named calendar; "
+        "analytics takes triage's calendars when this is empty.",
+    )
     dashboard_refresh_seconds: int = Field(default=30, ge=5, le=3600)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -214,3 +214,30 @@ def test_excluded_services_come_from_policy() -> None:
     policy = AnalyticsPolicy(excluded_services=("sandbox",), excluded_categories=())
     views = [incident(1, service="sandbox", opened_at=at(1)), incident(2, category="test", opened_at=at(2))]
     assert compute(views, policy=policy, now=NOW)["incidents"] == 1
+
+
+def test_holidays_are_not_working_time_and_an_end_of_00_00_is_midnight() -> None:
+    hours = BusinessHours(holidays=(MONDAY.date(),))
+    assert business_seconds(at(16, FRIDAY), at(10.5, MONDAY + timedelta(days=1)), hours) == 2.5 * HOUR
+    late = BusinessHours(start=time(18, 0), end=time(0, 0))
+    assert business_seconds(at(17), at(23.5), late) == 5.5 * HOUR
+
+
+def test_a_clock_triage_ran_in_a_named_calendar_is_measured_in_that_calendar() -> None:
+    policy = AnalyticsPolicy(calendars={"night": BusinessHours(start=time(22, 0), end=time(0, 0))})
+    v = incident(
+        1, priority="P1", opened_at=at(21), acknowledged_at=at(23), response_target=HOUR, sla_calendar="night"
+    )
+    outcome = sla_outcome(v, policy, now=NOW)
+    assert (outcome.response, outcome.response_seconds) == ("met", HOUR)
+
+
+def test_analytics_takes_triages_calendars_from_the_policy_file() -> None:
+    from services.analytics.app import policy_from
+    from shared.policy import parse_policy
+
+    whole = parse_policy(
+        {"triage": {"calendars": {"office": {"timezone": "Europe/Berlin", "days": ["mon"]}}}}
+    )
+    office = policy_from(whole).calendars["office"]
+    assert (office.timezone, office.days, office.start) == ("Europe/Berlin", (0,), time(9, 0))
