@@ -80,8 +80,12 @@ class Fact:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncidentView:
+    """One incident as operators see it. Treated as a value: the fold never changes one, it returns
+    a new one (`dataclasses.replace`). Not `frozen`, because frozen dataclasses are built through
+    `object.__setattr__`, which halves the speed of a rebuild."""
+
     id: str
     title: str = ""
     service: str = ""
