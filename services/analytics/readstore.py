@@ -320,8 +320,9 @@ class ReadStore:
             ("major", major),
         ):
             if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+                values = [v.strip() for v in value.split(",") if v.strip()]  # "open,acknowledged": either
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                args += values
         if opened_from is not None:
             where.append("opened_at >= ?")
             args.append(utc(opened_from))

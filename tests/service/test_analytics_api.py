@@ -224,6 +224,7 @@ async def test_incidents_filter_by_status_priority_service_team_major_time_and_t
 ) -> None:
     assert await ids(api) == ["inc-d", "inc-a", "inc-b", "inc-c"]
     assert await ids(api, status="resolved") == ["inc-b", "inc-c"]
+    assert await ids(api, status="open,acknowledged") == ["inc-d", "inc-a"]
     assert await ids(api, priority="P1") == ["inc-d", "inc-a"]
     assert await ids(api, service="web") == ["inc-d", "inc-c"]
     assert await ids(api, team="dba") == ["inc-a"]
