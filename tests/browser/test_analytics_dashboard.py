@@ -15,12 +15,11 @@ from services.analytics.app import SOURCES, create_app
 from services.analytics.readstore import ReadStore
 from shared.bus.embedded import EmbeddedBus
 from shared.clock import FakeClock
-from shared.policy.analytics import AnalyticsPolicy
 from shared.settings import Settings
 from shared.store import EventStore, Write
 from shared.store.memory import MemoryStore
 from tests.helpers import eventually
-from tests.service.test_analytics_api import ADMIN, NOW, ago, opened, seed
+from tests.service.test_analytics_api import ADMIN, NOW, POLICY, ago, opened, seed
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -75,7 +74,7 @@ async def test_dashboard_loads_draws_its_charts_refreshes_itself_and_leads_to_an
         bus=EmbeddedBus({s: stores[s] for s in SOURCES}, poll=0.05),
         events=stores["analytics"],
         clock=FakeClock(NOW),
-        policy=AnalyticsPolicy(dashboard_refresh_seconds=5),
+        policy=POLICY.model_copy(update={"dashboard_refresh_seconds": 5}),
     )
     ARTIFACTS.mkdir(exist_ok=True)
     async with serving(app) as base, async_playwright() as pw:

@@ -166,3 +166,11 @@ def test_the_review_draft_has_every_section_in_both_formats() -> None:
     assert "add a disk alert @carl | carl |" in md
     assert "| Resolution | 4h | " in md and "breached" in md
     assert "<script" not in html
+
+
+def test_the_category_comes_from_the_event_or_else_from_its_labels() -> None:
+    base = {"title": "t", "service": "s", "severity": "low", "source": "x", "reporter": "r"}
+    by_field = project(None, fact("IncidentOpened", 0, **base, category="drill"))
+    by_label = project(None, fact("IncidentOpened", 0, **base, labels={"type": "test"}))
+    assert by_field is not None and by_field.category == "drill"
+    assert by_label is not None and by_label.category == "test"
