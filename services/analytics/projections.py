@@ -230,8 +230,9 @@ def _evolve(v: IncidentView, f: Fact) -> IncidentView:
         case "IncidentAssigned":
             return replace(v, assignee=f.text("assignee", "to", "responder") or v.assignee)
         case "IncidentResolved":
-            return replace(v, status="resolved", resolved_at=f.at, on_hold_since=None)
+            return replace(_end_hold(v, f.at), status="resolved", resolved_at=f.at)
         case "IncidentClosed":
+            v = _end_hold(v, f.at)
             return replace(v, status="closed", closed_at=f.at, resolved_at=v.resolved_at or f.at)
         case "IncidentReopened":
             return replace(
@@ -246,9 +247,7 @@ def _evolve(v: IncidentView, f: Fact) -> IncidentView:
         case "IncidentResumed":
             if v.on_hold_since is None:
                 return v
-            hold = (_iso(v.on_hold_since), _iso(f.at))
-            status = "acknowledged" if v.acknowledged_at else "open"
-            return replace(v, status=status, on_hold_since=None, holds=(*v.holds, hold))
+            return replace(_end_hold(v, f.at), status="acknowledged" if v.acknowledged_at else "open")
         case "NoteAdded":
             action = _action_item(f)
             return replace(v, actions=(*v.actions, action)) if action else v
@@ -338,6 +337,13 @@ def _evolve(v: IncidentView, f: Fact) -> IncidentView:
             return replace(v, feedback=(*v.feedback, entry))
         case _:
             return v
+
+
+def _end_hold(v: IncidentView, at: datetime) -> IncidentView:
+    """Close a hold period (resumed, or resolved while on hold)."""
+    if v.on_hold_since is None:
+        return v
+    return replace(v, on_hold_since=None, holds=(*v.holds, (_iso(v.on_hold_since), _iso(at))))
 
 
 def _label(f: Fact, *names: str) -> str:
@@ -492,6 +498,14 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
             )
         case "IncidentLinkedToProblem":
             return by or "triage", f"Linked to problem {f.text('problem_id')}", None
+        case "AlertChangeRecorded":
+            return (
+                f.text("source", default="intake"),
+                f"Change on {f.text('service')}: {f.text('summary')}",
+                None,
+            )
+        case "PostIncidentReviewRecorded":
+            return by or "triage", f"Post-incident review recorded: {f.text('summary')}", None
         case "NotificationPlanned":
             return (
                 "comms",

@@ -174,3 +174,16 @@ def test_the_category_comes_from_the_event_or_else_from_its_labels() -> None:
     by_label = project(None, fact("IncidentOpened", 0, **base, labels={"type": "test"}))
     assert by_field is not None and by_field.category == "drill"
     assert by_label is not None and by_label.category == "test"
+
+
+def test_resolving_while_on_hold_closes_the_hold() -> None:
+    base = {"title": "t", "service": "s", "severity": "low", "source": "x", "reporter": "r"}
+    v = fold(
+        [
+            fact("IncidentOpened", 0, **base),
+            fact("IncidentPutOnHold", 10, by="a", reason="vendor"),
+            fact("IncidentResolved", 30, by="a", reason="vendor fixed it"),
+        ]
+    )
+    assert v is not None and v.on_hold_since is None
+    assert v.holds == (((T0 + timedelta(minutes=10)).isoformat(), (T0 + timedelta(minutes=30)).isoformat()),)
