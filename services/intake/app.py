@@ -1,54 +1,39 @@
-"""Intake's HTTP API: alerts in (202 only once durably appended), the incident lifecycle."""
+"""Intake's HTTP API: alerts in (202 only once durably appended), integrations, heartbeats,
+maintenance windows, and the incident lifecycle."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake import domain
-from services.intake.handlers import Intake
-from shared.auth import Principal, Role
+from services.intake import integrations, lifecycle, webhooks, workers
+from services.intake.domain import Incident
+from services.intake.handlers import Intake, PreconditionFailed
+from services.intake.heartbeats import Window
+from services.intake.registry import DEFAULT_ID, Integration, Registry
+from services.intake.senders import Senders
 from shared.clock import Clock, system_clock
-from shared.errors import DomainError, NotFound
-from shared.events import AlertStatus, Level, Severity
-from shared.service import Wiring, build_app
+from shared.errors import NotFound
+from shared.events import Event, Level, Severity
+from shared.policy import load_policy
+from shared.policy.intake import IntakePolicy
+from shared.service import Wiring, build_app, credentials_from
 from shared.settings import Settings
 from shared.store import EventStore, open_store
-from shared.web import Responder, Viewer, require
+from shared.web import Responder, Viewer
 
-Integration = Annotated[Principal, Depends(require(Role.INTEGRATION))]
+# Kept importable from here: other code and tests know these names.
+CanonicalAlert = webhooks.CanonicalAlert
+Accepted = webhooks.Accepted
 
-
-class CanonicalAlert(BaseModel):
-    """Lynchpin's own alert format."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=1024)
-    service: str = Field(min_length=1, max_length=255)
-    severity: Severity
-    status: AlertStatus = AlertStatus.FIRING
-    dedup_key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=255,
-        description="Same key, same alert; omitted: every post is a new alert",
-    )
-    description: str = Field(default="", max_length=65536)
-    labels: dict[str, str] = Field(default_factory=dict, max_length=128)
-    starts_at: datetime | None = Field(default=None, description="When the sender saw it start")
-    ends_at: datetime | None = Field(default=None, description="When the sender saw it end (resolved)")
-
-
-class Accepted(BaseModel):
-    status: Literal["accepted"] = "accepted"
-    incident_id: str
-    dedup_key: str
-    action: Literal["opened", "repeated", "resolved", "recorded"]
+IfMatch = Annotated[str | None, Header()]
+IdempotencyKey = Annotated[str | None, Header(max_length=255)]
 
 
 class NewIncident(BaseModel):
@@ -60,12 +45,33 @@ class NewIncident(BaseModel):
     severity: Severity = Severity.HIGH
     impact: Level | None = None
     urgency: Level | None = None
+    reporter: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Default: the caller"
+    )
 
 
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="resolved", min_length=1, max_length=4096)
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=4096)
+
+
+class Assignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str = Field(min_length=1, max_length=255)
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=65536)
 
 
 class IncidentOut(BaseModel):
@@ -75,16 +81,16 @@ class IncidentOut(BaseModel):
     service: str
     version: int
     firing_alerts: list[str]
+    alerts: list[str]
+    assignee: str
+    on_hold: bool
+    resolve_rule: str
 
 
-def _action(decision: domain.Decision) -> Literal["opened", "repeated", "resolved", "recorded"]:
-    if decision.opened:
-        return "opened"
-    if not decision.incident_events:
-        return "recorded"
-    if any(e.type == "AlertRepeated" for e in decision.incident_events):
-        return "repeated"
-    return "resolved"
+class NoteOut(BaseModel):
+    incident_id: str
+    note_id: str
+    version: int
 
 
 def _etag(response: Response, version: int) -> None:
@@ -92,65 +98,20 @@ def _etag(response: Response, version: int) -> None:
 
 
 def _if_match(value: str | None) -> int | None:
-    if value is None:
+    if value is None or value.strip() == "*":
         return None
     try:
-        return int(value.strip().strip('"'))
+        return int(value.strip().removeprefix("W/").strip('"'))
     except ValueError:
-        raise DomainError(f"If-Match must be an ETag this API returned, got {value!r}") from None
+        raise PreconditionFailed(f"If-Match must be an ETag this API returned, got {value!r}") from None
+
+
+def _derived(who: str, key: str) -> str:
+    return hashlib.sha256(f"{who}\n{key}".encode()).hexdigest()[:16]
 
 
 def routes(intake: Intake) -> APIRouter:
-    router = APIRouter()
-
-    @router.post(
-        "/v1/alerts",
-        status_code=202,
-        response_model=Accepted,
-        tags=["alerts"],
-        summary="Post an alert in Lynchpin's canonical JSON",
-    )
-    async def post_alert(body: CanonicalAlert, who: Integration) -> Accepted:
-        dedup_key = body.dedup_key or uuid.uuid4().hex
-        alert = domain.Alert(
-            key=f"canonical:{dedup_key}",
-            dedup_key=dedup_key,
-            title=body.title,
-            service=body.service,
-            severity=body.severity,
-            status=body.status,
-            source="canonical",
-            description=body.description,
-            labels=body.labels,
-            starts_at=body.starts_at,
-            ends_at=body.ends_at,
-        )
-        decision = await intake.receive(alert)
-        return Accepted(incident_id=decision.incident_id, dedup_key=dedup_key, action=_action(decision))
-
-    @router.post(
-        "/v1/incidents",
-        status_code=201,
-        response_model=IncidentOut,
-        tags=["incidents"],
-        summary="Open an incident by hand",
-    )
-    async def open_incident(body: NewIncident, who: Responder, response: Response) -> IncidentOut:
-        incident_id = intake.new_id()
-        events = domain.open_manually(
-            incident_id=incident_id,
-            title=body.title,
-            description=body.description,
-            service=body.service,
-            severity=body.severity,
-            impact=body.impact,
-            urgency=body.urgency,
-            reporter=who.subject,
-            now=intake.clock(),
-        )
-        version = await intake.append(incident_id, events, 0)
-        _etag(response, version)
-        return await _out(incident_id)
+    router = APIRouter(tags=["incidents"])
 
     async def _out(incident_id: str) -> IncidentOut:
         state, version = await intake.load(incident_id)
@@ -163,12 +124,46 @@ def routes(intake: Intake) -> APIRouter:
             service=state.service,
             version=version,
             firing_alerts=sorted(state.firing),
+            alerts=list(state.alerts),
+            assignee=state.assignee,
+            on_hold=state.on_hold,
+            resolve_rule=state.resolve_rule.value,
         )
+
+    async def _change(
+        incident_id: str, decide: Callable[[Incident], list[Event]], if_match: str | None, response: Response
+    ) -> IncidentOut:
+        version = await intake.change(incident_id, decide, _if_match(if_match))
+        _etag(response, version)
+        return await _out(incident_id)
+
+    @router.post(
+        "/v1/incidents", status_code=201, response_model=IncidentOut, summary="Open an incident by hand"
+    )
+    async def open_incident(
+        body: NewIncident, who: Responder, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> IncidentOut:
+        incident_id = intake.new_id() if idempotency_key is None else _derived(who.subject, idempotency_key)
+        state, version = await intake.load(incident_id)
+        if not state.exists:
+            events = lifecycle.open_manually(
+                incident_id=incident_id,
+                title=body.title,
+                description=body.description,
+                service=body.service,
+                severity=body.severity,
+                impact=body.impact,
+                urgency=body.urgency,
+                reporter=body.reporter or who.subject,
+                now=intake.clock(),
+            )
+            version = await intake.append(incident_id, events, 0)
+        _etag(response, version)
+        return await _out(incident_id)
 
     @router.get(
         "/v1/incidents/{incident_id}",
         response_model=IncidentOut,
-        tags=["incidents"],
         summary="An incident's lifecycle state (analytics has the full view)",
     )
     async def get_incident(incident_id: str, who: Viewer, response: Response) -> IncidentOut:
@@ -176,33 +171,111 @@ def routes(intake: Intake) -> APIRouter:
         _etag(response, out.version)
         return out
 
-    @router.post("/v1/incidents/{incident_id}/acknowledge", response_model=IncidentOut, tags=["incidents"])
+    @router.post("/v1/incidents/{incident_id}/acknowledge", response_model=IncidentOut)
     async def acknowledge(
-        incident_id: str, who: Responder, response: Response, if_match: Annotated[str | None, Header()] = None
+        incident_id: str, who: Responder, response: Response, if_match: IfMatch = None
     ) -> IncidentOut:
         now = intake.clock()
-        version = await intake.change(
-            incident_id, lambda s: domain.acknowledge(s, by=who.subject, now=now), _if_match(if_match)
+        return await _change(
+            incident_id, lambda s: lifecycle.acknowledge(s, by=who.subject, now=now), if_match, response
         )
-        _etag(response, version)
-        return await _out(incident_id)
 
-    @router.post("/v1/incidents/{incident_id}/resolve", response_model=IncidentOut, tags=["incidents"])
+    @router.post("/v1/incidents/{incident_id}/resolve", response_model=IncidentOut)
     async def resolve(
         incident_id: str,
-        body: Resolution,
         who: Responder,
         response: Response,
-        if_match: Annotated[str | None, Header()] = None,
+        body: Resolution | None = None,
+        if_match: IfMatch = None,
+    ) -> IncidentOut:
+        now, reason = intake.clock(), (body or Resolution()).reason
+        return await _change(
+            incident_id,
+            lambda s: lifecycle.resolve(s, by=who.subject, reason=reason, now=now),
+            if_match,
+            response,
+        )
+
+    @router.post("/v1/incidents/{incident_id}/assign", response_model=IncidentOut)
+    async def assign(
+        incident_id: str, body: Assignment, who: Responder, response: Response, if_match: IfMatch = None
     ) -> IncidentOut:
         now = intake.clock()
+        return await _change(
+            incident_id,
+            lambda s: lifecycle.assign(s, assignee=body.assignee, by=who.subject, now=now),
+            if_match,
+            response,
+        )
+
+    @router.post("/v1/incidents/{incident_id}/notes", status_code=201, response_model=NoteOut)
+    async def add_note(
+        incident_id: str,
+        body: Note,
+        who: Responder,
+        response: Response,
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> NoteOut:
+        now = intake.clock()
+        note_id = uuid.uuid4().hex[:16] if idempotency_key is None else _derived(who.subject, idempotency_key)
         version = await intake.change(
             incident_id,
-            lambda s: domain.resolve(s, by=who.subject, reason=body.reason, now=now),
+            lambda s: lifecycle.add_note(s, text=body.text, by=who.subject, note_id=note_id, now=now),
             _if_match(if_match),
         )
         _etag(response, version)
-        return await _out(incident_id)
+        return NoteOut(incident_id=incident_id, note_id=note_id, version=version)
+
+    @router.post("/v1/incidents/{incident_id}/close", response_model=IncidentOut)
+    async def close(
+        incident_id: str, who: Responder, response: Response, if_match: IfMatch = None
+    ) -> IncidentOut:
+        now = intake.clock()
+        return await _change(
+            incident_id, lambda s: lifecycle.close(s, by=who.subject, now=now), if_match, response
+        )
+
+    @router.post("/v1/incidents/{incident_id}/reopen", response_model=IncidentOut)
+    async def reopen(
+        incident_id: str,
+        who: Responder,
+        response: Response,
+        body: Reason | None = None,
+        if_match: IfMatch = None,
+    ) -> IncidentOut:
+        now, reason = intake.clock(), (body or Reason()).reason or "reopened"
+        return await _change(
+            incident_id,
+            lambda s: lifecycle.reopen(s, by=who.subject, reason=reason, now=now),
+            if_match,
+            response,
+        )
+
+    @router.post("/v1/incidents/{incident_id}/hold", response_model=IncidentOut)
+    async def hold(
+        incident_id: str,
+        who: Responder,
+        response: Response,
+        body: Reason | None = None,
+        if_match: IfMatch = None,
+    ) -> IncidentOut:
+        now, reason = intake.clock(), (body or Reason()).reason or "on hold"
+        return await _change(
+            incident_id,
+            lambda s: lifecycle.hold(s, by=who.subject, reason=reason, now=now),
+            if_match,
+            response,
+        )
+
+    @router.post("/v1/incidents/{incident_id}/resume", response_model=IncidentOut)
+    async def resume(
+        incident_id: str, who: Responder, response: Response, if_match: IfMatch = None
+    ) -> IncidentOut:
+        now = intake.clock()
+        return await _change(
+            incident_id, lambda s: lifecycle.resume(s, by=who.subject, now=now), if_match, response
+        )
 
     return router
 
@@ -212,19 +285,51 @@ def _overload_status(request: Request) -> int:
     return 429 if request.url.path.startswith("/v2/") else 503
 
 
-def create_app(settings: Settings, *, store: EventStore | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    store: EventStore | None = None,
+    clock: Clock | None = None,
+    policy: IntakePolicy | None = None,
+    heartbeat_tick: float = 0.2,
+) -> FastAPI:
     if store is None:
         store = open_store(settings.store_url_for("intake"), source="intake")
     if clock is None:
         clock = system_clock
-    intake = Intake(store, clock, lambda: uuid.uuid4().hex[:16])
+    if policy is None:
+        policy = load_policy(settings.policy).intake
+    static = tuple(Window(w.id, w.service, w.starts_at, w.ends_at, w.reason) for w in policy.maintenance)
+    intake = Intake(store, clock, lambda: uuid.uuid4().hex[:16], registry=Registry(), static_windows=static)
+    caught_up = asyncio.Event()
+    credentials = credentials_from(settings)
+    default = Integration(
+        id=DEFAULT_ID,
+        name="default",
+        source_type="any",
+        default_service=policy.default_service,
+        resolve_rule=policy.resolve_rule,
+    )
+    senders = Senders(intake.registry, credentials, clock, default, caught_up)
     wiring = Wiring(
-        name="intake", settings=settings, store=store, clock=clock, overload_status=_overload_status
+        name="intake",
+        settings=settings,
+        store=store,
+        clock=clock,
+        overload_status=_overload_status,
+        credentials=credentials,
+        workers={
+            "registry": lambda: workers.follow_own_log(store, intake, caught_up),
+            "heartbeats": lambda: workers.heartbeat_timer(intake, caught_up, tick=heartbeat_tick),
+        },
     )
     app = build_app(
         wiring,
         title="Lynchpin intake",
         description="Alerts in from monitoring tools; dedup, grouping and the incident lifecycle.",
     )
+    app.include_router(webhooks.routes(intake, senders, policy))
+    app.include_router(integrations.routes(intake, senders, policy))
     app.include_router(routes(intake))
+    app.state.intake = intake
     return app

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.intake import domain
+from services.intake import domain, lifecycle
 from services.intake.domain import Alert, AlertKey, Incident, Status
 from shared.errors import Conflict, NotFound
 from shared.events import AlertStatus, Event, Severity
@@ -70,7 +70,7 @@ def test_after_resolve_the_same_key_opens_a_new_incident() -> None:
     resolved = replay(
         [
             *first.incident_events,
-            *domain.resolve(replay(first.incident_events), by="ana", reason="ok", now=NOW),
+            *lifecycle.resolve(replay(first.incident_events), by="ana", reason="ok", now=NOW),
         ]
     )
     assert resolved.status is Status.RESOLVED
@@ -90,11 +90,11 @@ def test_acknowledge_only_an_open_incident() -> None:
     acked = replay(
         [
             *domain.receive(AlertKey(), Incident(), alert(), now=NOW, new_id="i1").incident_events,
-            *domain.acknowledge(opened, by="ana", now=NOW),
+            *lifecycle.acknowledge(opened, by="ana", now=NOW),
         ]
     )
     assert acked.status is Status.ACKNOWLEDGED
     with pytest.raises(Conflict):
-        domain.acknowledge(acked, by="ana", now=NOW)
+        lifecycle.acknowledge(acked, by="ana", now=NOW)
     with pytest.raises(NotFound):
-        domain.acknowledge(Incident(), by="ana", now=NOW)
+        lifecycle.acknowledge(Incident(), by="ana", now=NOW)
