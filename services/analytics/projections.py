@@ -478,7 +478,7 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
             clock = f"business hours ({f.text('calendar')})" if f.text("calendar") else "24x7"
             return (
                 "triage",
-                f"{kind.capitalize()} SLA target {f.text('target_seconds')}s, {clock}, "
+                f"{kind.capitalize()} SLA target {_span(f.number('target_seconds'))}, {clock}, "
                 f"due {f.text('due_at')}",
                 None,
             )
@@ -487,7 +487,8 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
         case "UpdateCadenceStarted":
             return (
                 "comms",
-                f"Status updates due every {f.text('every_seconds')}s, next at {f.text('next_due_at')}",
+                f"Status updates due every {_span(f.number('every_seconds'))}, "
+                f"next at {f.text('next_due_at')}",
                 why,
             )
         case "StatusUpdateOverdue":
@@ -523,7 +524,7 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
             )
         case "StatusUpdatePublished":
             latency = f.number("latency_seconds")
-            late = f" ({latency:.0f}s after it was due)" if latency is not None and latency > 0 else ""
+            late = f" ({_span(latency)} after it was due)" if latency is not None and latency > 0 else ""
             return (
                 by or "comms",
                 f"Status update to {f.text('audience', default='stakeholders')}: {f.text('subject')}{late}",
@@ -539,6 +540,18 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
             )
         case _:
             return _generic(f)
+
+
+def _span(seconds: float | None) -> str:
+    """Seconds for a person: 45s, 30m, 4h, 1h 30m, 2d."""
+    if seconds is None:
+        return "?"
+    total = round(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return " ".join(parts) or f"{secs}s"
 
 
 def _generic(f: Fact) -> tuple[str, str, str | None]:

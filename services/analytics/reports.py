@@ -136,7 +136,9 @@ def review(
                 f"Opened: {when(v.opened_at)}",
                 f"Problem started (sender's time): {when(v.detected_at)}",
                 f"Acknowledged: {when(v.acknowledged_at)} (after {duration(tta)})",
-                f"Resolved: {when(v.resolved_at)} (after {duration(ttr)})",
+                f"Resolved: {when(v.resolved_at)} (after {duration(ttr)})"
+                if v.resolved_at
+                else "Not resolved yet",
                 f"Team: {v.team or 'n/a'}; assignee: {v.assignee or 'n/a'}",
             ]
         ),
