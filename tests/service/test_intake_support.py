@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
+from fastapi import FastAPI
 
 from services.intake.app import create_app
 from shared.auth import Role, sign_token
@@ -55,6 +56,7 @@ class Intake:
     client: httpx.AsyncClient
     store: MemoryStore
     clock: FakeClock
+    app: FastAPI
 
     async def events(self, stream_prefix: str = "") -> list[Envelope]:
         return [e for e in await self.store.read_all(limit=1_000_000) if e.stream.startswith(stream_prefix)]
@@ -90,7 +92,7 @@ async def intake(
     clock = clock if clock is not None else FakeClock(START)
     app = create_app(settings(), store=store, clock=clock, policy=policy, heartbeat_tick=0.01)
     async with running({"intake": app}, KEY) as clients:
-        yield Intake(clients["intake"], store, clock)
+        yield Intake(clients["intake"], store, clock, app)
 
 
 def grafana_signature(secret: str, body: bytes, stamp: str | None = None) -> str:
