@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 KAFKA_VERSION := 3.9.1
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test install kafka-jars lint fmt bench bench-quick clean rebuild
+.PHONY: run test install kafka-jars lint fmt bench bench-quick clean rebuild faults
 
 run: install
 	$(BIN)/lynchpin up
 
 test: install kafka-jars
 	$(BIN)/python -m pytest
+
+# The fault tests at full size (`make test` runs them reduced): crashes and outages, then the figures.
+faults: install kafka-jars
+	LYNCHPIN_FAULTS_SCALE=1 $(BIN)/python -m pytest -p no:cacheprovider tests/faults
 
 install: $(VENV)/.installed
 

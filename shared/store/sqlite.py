@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -96,6 +97,7 @@ class SqliteStore:
         self._task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._last_position = 0
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -105,7 +107,10 @@ class SqliteStore:
             self._writer = await loop.run_in_executor(self._writer_pool, self._open_writer)
             self._reader = await loop.run_in_executor(self._reader_pool, self._open_reader)
             self._point = self._open_reader()
-        except sqlite3.Error as e:
+            if self.path != ":memory:":
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
+        except (sqlite3.Error, OSError) as e:
             raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
         self._task = asyncio.create_task(self._write_loop(), name=f"sqlite-writer-{self.source}")
         return self
@@ -159,10 +164,13 @@ class SqliteStore:
             while len(batch) < self.batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
+                self._check_file()
                 results = await loop.run_in_executor(self._writer_pool, self._commit_batch, batch)
             except sqlite3.Error as e:
                 failure = StoreUnavailable(f"cannot write {self.path}: {e}")
                 results = [failure] * len(batch)
+            except StoreUnavailable as e:
+                results = [e] * len(batch)
             for (_, _, future), result in zip(batch, results, strict=True):
                 if isinstance(result, Committed) and result.envelopes:
                     self._last_position = max(self._last_position, result.envelopes[-1].position)
@@ -308,5 +316,18 @@ class SqliteStore:
         if self._task is None or self._task.done():
             raise StoreUnavailable(f"store {self.path} is not open")
         await self._query("SELECT 1", ())
-        if self.path != ":memory:" and not Path(self.path).exists():
-            raise StoreUnavailable(f"store file {self.path} is missing")
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """Refuse to write (and to answer ready) while the file at the path is not the one opened: moved
+        away, deleted or replaced. The open connections would go on writing to a file nobody finds again,
+        and a 202 for that would be a lie. When the file comes back, writes resume by themselves; a
+        different file put there (a restored backup, say) is never adopted by a running process."""
+        if self._identity is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreUnavailable(f"store file {self.path} is unavailable: {e.strerror}") from e
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreUnavailable(f"store file {self.path} is not the file this process opened")
