@@ -92,7 +92,12 @@ class Timers:
 
     async def run(self) -> None:
         """Forever: fire what is due, then wait for the next due time, an append, or the poll."""
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # Python 3.11's wait_for can swallow a cancellation that races its timeout
+                # (fixed in 3.12): a cancelled worker stops here instead of polling on.
+                raise asyncio.CancelledError
             await self.tick()
             wait = self.poll
             when = self.index.next_due()
