@@ -127,8 +127,9 @@ async def deliver_page(
     checkpoint moves to the end of the page only once every event of the page is committed. A
     handler failure or a conflict falls back to `deliver` (retries, then dead letters) for that event.
     """
-    in_flight: dict[str | None, asyncio.Task[Committed]] = {}
+    in_flight: dict[str | None, tuple[Envelope, asyncio.Task[Committed]]] = {}
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
+    redone: set[asyncio.Task[Committed]] = set()
 
     async def fallback(env: Envelope, *, failed: int) -> None:
         try:
@@ -138,11 +139,19 @@ async def deliver_page(
         except DeadLettered as dead:
             log.error("%s dead-lettered %s: %s", consumer, env.id, dead.record.reason)
 
+    async def settle(env: Envelope, task: asyncio.Task[Committed]) -> None:
+        """An earlier event of the same incident whose commit conflicted is delivered again now,
+        before the next one's handler runs: one incident's events keep their order."""
+        if task not in redone and not task.cancelled() and isinstance(task.exception(), ConcurrencyError):
+            redone.add(task)
+            await fallback(env, failed=0)
+
     try:
         for env in page:
             earlier = in_flight.get(env.partition_key)
             if earlier is not None:
-                await asyncio.wait([earlier])
+                await asyncio.wait([earlier[1]])
+                await settle(*earlier)
             try:
                 items = list(await handler(env))
             except StoreUnavailable:
@@ -151,13 +160,14 @@ async def deliver_page(
                 await fallback(env, failed=1)
                 continue
             task = asyncio.create_task(store.commit(items, tracking=Tracking(consumer, env.id)))
-            in_flight[env.partition_key] = task
+            in_flight[env.partition_key] = (env, task)
             submitted.append((env, task))
         for env, task in submitted:
             try:
                 await task
             except ConcurrencyError:
-                await fallback(env, failed=0)
+                if task not in redone:
+                    await fallback(env, failed=0)
     finally:
         for _, task in submitted:
             if not task.done():
