@@ -622,7 +622,10 @@ class PostgresStore:
         if after is not None and self._last > after and await self._visible_after(after):
             return  # committed after the caller's read and before this wait: don't sleep through it
         try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event fires, and a follower that ignores its cancellation hangs shutdown.
+            async with asyncio.timeout(timeout):
+                await self._appended.wait()
         except TimeoutError:
             return
 

@@ -308,7 +308,10 @@ class SqliteStore:
         if after is not None and self._last_position > after[1]:
             return
         try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event fires, and a follower that ignores its cancellation hangs shutdown.
+            async with asyncio.timeout(timeout):
+                await self._appended.wait()
         except TimeoutError:
             return
 
