@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.triage import domain, major, roles
@@ -17,7 +18,7 @@ from services.triage.timers import Timers, TriageIndex
 from shared.auth import Principal, Role
 from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
-from shared.errors import NotFound
+from shared.errors import DomainError, NotFound
 from shared.events import Briefing
 from shared.policy import Policy, load_policy
 from shared.policy.triage import IncidentRole, Priority, TriagePolicy
@@ -27,6 +28,26 @@ from shared.store import EventStore, open_store
 from shared.web import Responder, Viewer, require
 
 IncidentManager = Annotated[Principal, Depends(require(Role.INCIDENT_MANAGER))]
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """The incident's triage version: `If-Match` in, `ETag` out."""
+
+    response: Response
+    if_match: int | None
+
+
+def versioned(response: Response, if_match: Annotated[str | None, Header()] = None) -> Versioned:
+    if if_match is None:
+        return Versioned(response, None)
+    try:
+        return Versioned(response, int(if_match.strip().removeprefix("W/").strip('"')))
+    except ValueError:
+        raise DomainError(f"If-Match must be an ETag this API returned, got {if_match!r}") from None
+
+
+Version = Annotated[Versioned, Depends(versioned)]
 
 Text = Annotated[str, Field(min_length=1, max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -230,10 +251,11 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
     router = APIRouter()
     rules = handlers.policy
 
-    async def answer(incident_id: str, loaded: tuple[Triage, int]) -> TriageOut:
+    async def answer(incident_id: str, loaded: tuple[Triage, int], v: Versioned) -> TriageOut:
         state, version = loaded
         if not state.exists:
             raise NotFound(f"no incident {incident_id} in triage (yet)")
+        v.response.headers["ETag"] = f'"{version}"'
         return triage_out(state, version, rules, handlers.clock())
 
     @router.get("/v1/policy", tags=["policy"], summary="The policy in force")
@@ -241,8 +263,8 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         return policy.model_dump(mode="json")
 
     @router.get("/v1/incidents/{incident_id}/triage", response_model=TriageOut, tags=["triage"])
-    async def get_triage(incident_id: str, who: Viewer) -> TriageOut:
-        return await answer(incident_id, await handlers.triages.load(triage_stream(incident_id)))
+    async def get_triage(incident_id: str, who: Viewer, v: Version) -> TriageOut:
+        return await answer(incident_id, await handlers.triages.load(triage_stream(incident_id)), v)
 
     @router.post(
         "/v1/incidents/{incident_id}/priority",
@@ -250,7 +272,7 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["triage"],
         summary="Override the priority, with a reason",
     )
-    async def set_priority(incident_id: str, body: PriorityOverride, who: Responder) -> TriageOut:
+    async def set_priority(incident_id: str, body: PriorityOverride, who: Responder, v: Version) -> TriageOut:
         now = handlers.clock()
         return await answer(
             incident_id,
@@ -259,19 +281,24 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
                 lambda s: domain.change_priority(
                     s, body.priority, reason=body.reason, by=who.subject, now=now, policy=rules
                 ),
+                v.if_match,
             ),
+            v,
         )
 
     @router.post(
         "/v1/incidents/{incident_id}/major/propose", response_model=TriageOut, tags=["major incidents"]
     )
-    async def propose(incident_id: str, body: Proposal, who: Responder) -> TriageOut:
+    async def propose(incident_id: str, body: Proposal, who: Responder, v: Version) -> TriageOut:
         now = handlers.clock()
         return await answer(
             incident_id,
             await handlers.change(
-                incident_id, lambda s: major.propose(s, reason=body.reason, by=who.subject, now=now)
+                incident_id,
+                lambda s: major.propose(s, reason=body.reason, by=who.subject, now=now),
+                v.if_match,
             ),
+            v,
         )
 
     @router.post(
@@ -280,7 +307,7 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["major incidents"],
         summary="Accept a proposed major incident (incident managers only)",
     )
-    async def accept(incident_id: str, body: Acceptance, who: IncidentManager) -> TriageOut:
+    async def accept(incident_id: str, body: Acceptance, who: IncidentManager, v: Version) -> TriageOut:
         now = handlers.clock()
         return await answer(
             incident_id,
@@ -294,7 +321,9 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
                     now=now,
                     policy=rules,
                 ),
+                v.if_match,
             ),
+            v,
         )
 
     @router.post(
@@ -303,13 +332,16 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["major incidents"],
         summary="Reject a proposed major incident (incident managers only)",
     )
-    async def reject(incident_id: str, body: Rejection, who: IncidentManager) -> TriageOut:
+    async def reject(incident_id: str, body: Rejection, who: IncidentManager, v: Version) -> TriageOut:
         now = handlers.clock()
         return await answer(
             incident_id,
             await handlers.change(
-                incident_id, lambda s: major.reject(s, by=who.subject, reason=body.reason, now=now)
+                incident_id,
+                lambda s: major.reject(s, by=who.subject, reason=body.reason, now=now),
+                v.if_match,
             ),
+            v,
         )
 
     @router.post(
@@ -318,7 +350,7 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["major incidents"],
         summary="Record the post-incident review an accepted major incident needs before close",
     )
-    async def review(incident_id: str, body: Review, who: Responder) -> TriageOut:
+    async def review(incident_id: str, body: Review, who: Responder, v: Version) -> TriageOut:
         now = handlers.clock()
         return await answer(
             incident_id,
@@ -327,7 +359,9 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
                 lambda s: major.record_review(
                     s, by=who.subject, summary=body.summary, problem_id=body.problem_id, now=now
                 ),
+                v.if_match,
             ),
+            v,
         )
 
     @router.get("/v1/major-incidents", response_model=list[MajorListItem], tags=["major incidents"])
@@ -354,13 +388,13 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["roles"],
         summary="Assign or relinquish a role (tenure is recorded)",
     )
-    async def change_role(incident_id: str, body: RoleChange, who: Responder) -> TriageOut:
+    async def change_role(incident_id: str, body: RoleChange, who: Responder, v: Version) -> TriageOut:
         now = handlers.clock()
         if body.action == "assign":
             decide = lambda s: roles.assign(s, body.role, body.person, by=who.subject, now=now, policy=rules)  # noqa: E731
         else:
             decide = lambda s: roles.relinquish(s, body.role, body.person, by=who.subject, now=now)  # noqa: E731
-        return await answer(incident_id, await handlers.change(incident_id, decide))
+        return await answer(incident_id, await handlers.change(incident_id, decide, v.if_match), v)
 
     @router.post(
         "/v1/incidents/{incident_id}/handovers",
@@ -368,7 +402,7 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
         tags=["roles"],
         summary="Hand a role over with a briefing: one event moves the role",
     )
-    async def hand_over(incident_id: str, body: HandoverIn, who: Responder) -> TriageOut:
+    async def hand_over(incident_id: str, body: HandoverIn, who: Responder, v: Version) -> TriageOut:
         now = handlers.clock()
         briefing = Briefing(**body.briefing.model_dump())
         return await answer(
@@ -378,7 +412,9 @@ def routes(handlers: TriageHandlers, index: TriageIndex, policy: Policy) -> APIR
                 lambda s: roles.handover(
                     s, body.role, body.from_person, body.to_person, briefing, by=who.subject, now=now
                 ),
+                v.if_match,
             ),
+            v,
         )
 
     return router

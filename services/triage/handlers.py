@@ -33,7 +33,7 @@ from shared.events import (
     StormDetected,
 )
 from shared.policy.triage import TriagePolicy
-from shared.store import EventStore, Write
+from shared.store import ConcurrencyError, EventStore, Write
 
 
 def triage_stream(incident_id: str) -> str:
@@ -193,10 +193,15 @@ class TriageHandlers:
 
     # --- commands --------------------------------------------------------------------------------
 
-    async def change(self, incident_id: str, decide: Callable[[Triage], list[Event]]) -> tuple[Triage, int]:
-        """Load an incident's triage, decide, append at the version read; the new state."""
+    async def change(
+        self, incident_id: str, decide: Callable[[Triage], list[Event]], if_match: int | None = None
+    ) -> tuple[Triage, int]:
+        """Load an incident's triage, decide, append at the version the caller saw (If-Match) or
+        the one read; the new state and version."""
         stream = triage_stream(incident_id)
         state, version = await self.triages.load(stream)
+        if if_match is not None and if_match != version:
+            raise ConcurrencyError(stream, if_match, version)
         events = decide(state)
         if events:
             await self.store.commit([Write(stream, events, version)])

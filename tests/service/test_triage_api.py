@@ -290,3 +290,23 @@ async def test_the_policy_in_force_is_shown(who: dict[str, str]) -> None:
         assert policy["services"]["payments"]["criticality"] == "business_critical"
         assert policy["sla"]["P1"]["response"] == "PT15M"
         assert (await client.get("/v1/policy", headers={"Authorization": "Bearer x"})).status_code == 401
+
+
+async def test_etag_and_if_match_guard_against_lost_updates() -> None:
+    async with triage() as (client, intake, _):
+        await publish(intake, opened("e", service="search"))
+        await triaged(client, "e")
+        r = await client.get("/v1/incidents/e/triage")
+        etag = r.headers["etag"]
+        assert etag == f'"{r.json()["version"]}"'
+        body = {"priority": "P4", "reason": "only one user"}
+        r = await client.post("/v1/incidents/e/priority", json=body, headers={**RESPONDER, "If-Match": etag})
+        assert r.status_code == 200 and r.headers["etag"] != etag
+        stale = await client.post(
+            "/v1/incidents/e/major/propose", json={"reason": "x"}, headers={**RESPONDER, "If-Match": etag}
+        )
+        assert stale.status_code == 409 and "reload and retry" in stale.json()["detail"]
+        bad = await client.post(
+            "/v1/incidents/e/major/propose", json={"reason": "x"}, headers={**RESPONDER, "If-Match": "nope"}
+        )
+        assert bad.status_code == 400
