@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -38,6 +38,7 @@ RANK = {
 class Principal:
     subject: str
     role: Role
+    token_id: str | None = None
 
     def may(self, role: Role) -> bool:
         """Whether this principal holds `role` or one above it (admin holds every role)."""
@@ -60,8 +61,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign_token(secret: str, subject: str, role: Role, *, expires: datetime | None = None) -> str:
-    payload = {"sub": subject, "role": role.value, "exp": expires.timestamp() if expires else None}
+def sign_token(
+    secret: str, subject: str, role: Role, *, expires: datetime | None = None, token_id: str | None = None
+) -> str:
+    """A bearer token any service can verify; `token_id` is what revocation names."""
+    expiry = expires.timestamp() if expires else None
+    payload = {"sub": subject, "role": role.value, "exp": expiry, "jti": token_id}
     body = _b64(orjson.dumps(payload))
     mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
     return f"lp1.{body}.{_b64(mac)}"
@@ -82,7 +87,8 @@ def verify_token(secret: str, token: str, *, now: datetime) -> Principal | None:
     exp = payload.get("exp")
     if exp is not None and now.timestamp() >= float(exp):
         return None
-    return Principal(str(payload["sub"]), role)
+    jti = payload.get("jti")
+    return Principal(str(payload["sub"]), role, str(jti) if jti else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ class Credentials:
     secret: str
     admin_token_hash: str | None = None
     integration_key_hashes: frozenset[str] = frozenset()
+    revoked: set[str] = field(default_factory=set)
+    """Ids of revoked signed tokens. Each service fills it from intake's TokenRevoked events."""
 
     def authenticate(self, token: str, *, now: datetime) -> Principal | None:
         digest = hash_secret(token)
@@ -99,4 +107,7 @@ class Credentials:
             return Principal("admin", Role.ADMIN)
         if digest in self.integration_key_hashes:
             return Principal(f"integration:{digest[:8]}", Role.INTEGRATION)
-        return verify_token(self.secret, token, now=now)
+        principal = verify_token(self.secret, token, now=now)
+        if principal is not None and principal.token_id in self.revoked:
+            return None
+        return principal

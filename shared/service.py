@@ -16,9 +16,11 @@ from fastapi import FastAPI, Request
 from shared.auth import Credentials, hash_secret
 from shared.bus.base import Bus, Handler
 from shared.clock import Clock
+from shared.envelope import Envelope
+from shared.events import TokenRevoked
 from shared.logging import LogContext, service_var
 from shared.settings import Settings
-from shared.store import StoreUnavailable
+from shared.store import StoreUnavailable, Write
 from shared.web import BodyLimit, Metrics, install_errors, install_health
 
 log = logging.getLogger("lynchpin.service")
@@ -73,9 +75,9 @@ async def supervise(name: str, work: Worker, *, pause: float = 1.0) -> None:
         await asyncio.sleep(pause)
 
 
-async def consume(w: Wiring) -> None:
+async def consume(w: Wiring, handler: Handler) -> None:
     """Follow the sources; on Kafka, make sure their topics exist first."""
-    assert w.bus is not None and w.handler is not None
+    assert w.bus is not None
     if w.settings.kafka_bootstrap is not None:
         from shared.relay import ensure_topics
 
@@ -85,7 +87,7 @@ async def consume(w: Wiring) -> None:
             w.settings.kafka_partitions,
             namespace=w.settings.kafka_namespace,
         )
-    await w.bus.run(w.name, w.sources, w.handler, w.store)
+    await w.bus.run(w.name, w.sources, handler, w.store)
 
 
 async def relay(w: Wiring) -> None:
@@ -105,8 +107,36 @@ async def relay(w: Wiring) -> None:
         await producer.stop()
 
 
+TOKENS = "tokens"
+"""The stream where intake records issued and revoked tokens, and other services the revocations."""
+
+
+async def revoked_tokens(store: Any) -> set[str]:
+    """The revoked token ids this service has recorded (a read store answers for itself)."""
+    own = getattr(store, "revoked_tokens", None)
+    if own is not None:
+        return set(await own())
+    return {e.event.token_id for e in await store.read(TOKENS) if isinstance(e.event, TokenRevoked)}
+
+
+def honouring_revocations(handler: Handler, credentials: Credentials, store: Any) -> Handler:
+    """Wrap a consumer's handler: a TokenRevoked from intake takes effect here at once, and is
+    recorded in this service's own store so that it still holds after a restart."""
+
+    async def handle(env: Envelope) -> Sequence[Any]:
+        items = list(await handler(env))
+        if isinstance(env.event, TokenRevoked):
+            credentials.revoked.add(env.event.token_id)
+            if hasattr(store, "read"):  # an event store; a read store keeps the envelope itself
+                items.append(Write(TOKENS, [env.event], None, causation_id=env.id))
+        return items
+
+    return handle
+
+
 def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
     metrics = Metrics(w.name)
+    credentials = w.credentials if w.credentials is not None else credentials_from(w.settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,10 +146,17 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
                 await stack.enter_async_context(w.bus)
             for resource in w.resources:
                 await stack.enter_async_context(resource)
+            try:
+                credentials.revoked.update(await revoked_tokens(w.store))
+            except StoreUnavailable as e:
+                log.warning("%s: cannot load revoked tokens yet: %s", w.name, e)
             tasks: list[asyncio.Task[None]] = []
             bound = service_var.set(w.name)  # the tasks below copy it: their logs name this service
             if w.bus is not None and w.handler is not None and w.sources:
-                tasks.append(asyncio.create_task(supervise(f"{w.name}.consumer", lambda: consume(w))))
+                handler = honouring_revocations(w.handler, credentials, w.store)
+                tasks.append(
+                    asyncio.create_task(supervise(f"{w.name}.consumer", lambda: consume(w, handler)))
+                )
             if w.relay and w.settings.kafka_bootstrap is not None:
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.relay", lambda: relay(w))))
             for name, worker in w.workers.items():
@@ -133,7 +170,7 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
-    app.state.credentials = w.credentials if w.credentials is not None else credentials_from(w.settings)
+    app.state.credentials = credentials
     app.state.clock = w.clock
     app.state.store = w.store
     app.state.wiring = w

@@ -22,6 +22,7 @@ import orjson
 
 from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
 from shared.envelope import Checkpoint, Envelope
+from shared.events import TokenRevoked
 from shared.store import START, Committed, StoreUnavailable, Tracking, Write
 
 SCHEMA_VERSION = 2
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS handled (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, tx INTEGER, position INTEGER);
 CREATE TABLE IF NOT EXISTS dead_letters (event_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked_tokens (token_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS freshness (source TEXT PRIMARY KEY, recorded_at TEXT, occurred_at TEXT);
 """
 TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness")
@@ -224,6 +226,8 @@ class ReadStore:
         return False
 
     def _apply_envelope(self, conn: sqlite3.Connection, env: Envelope) -> None:
+        if isinstance(env.event, TokenRevoked):  # honoured by this service's auth after a restart too
+            conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?)", (env.event.token_id,))
         fact = Fact.of(env)
         self.latest[env.source] = env.recorded_at
         conn.execute(
@@ -387,6 +391,9 @@ class ReadStore:
             (incident_id,),
         )
         return [orjson.loads(r[0]) for r in rows]
+
+    async def revoked_tokens(self) -> set[str]:
+        return {r[0] for r in await self._query("SELECT token_id FROM revoked_tokens", ())}
 
     async def count(self) -> int:
         rows = await self._query("SELECT count(*) FROM incidents", ())

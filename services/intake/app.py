@@ -18,6 +18,7 @@ from services.intake.handlers import Intake, PreconditionFailed
 from services.intake.heartbeats import Window
 from services.intake.registry import DEFAULT_ID, Integration, Registry
 from services.intake.senders import Senders
+from services.intake.tokens import tokens_router
 from shared.clock import Clock, system_clock
 from shared.errors import NotFound
 from shared.events import Event, Level, Severity
@@ -331,5 +332,6 @@ def create_app(
     app.include_router(webhooks.routes(intake, senders, policy))
     app.include_router(integrations.routes(intake, senders, policy))
     app.include_router(routes(intake))
+    app.include_router(tokens_router(store, credentials, clock))
     app.state.intake = intake
     return app

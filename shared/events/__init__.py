@@ -13,7 +13,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
-from shared.events import common, comms, intake, triage
+from shared.events import auth, common, comms, intake, triage
+from shared.events.auth import *
 from shared.events.base import *
 from shared.events.base import Event
 from shared.events.common import *
@@ -22,13 +23,19 @@ from shared.events.intake import *
 from shared.events.triage import *
 
 PRODUCERS: Mapping[str, tuple[type[Event], ...]] = {
-    "intake": intake.EVENTS,
+    "intake": (*intake.EVENTS, *auth.EVENTS),
     "triage": triage.EVENTS,
     "comms": comms.EVENTS,
 }
 """Which service records which events; `common.EVENTS` may be recorded by any of them."""
 
-ALL_EVENTS: tuple[type[Event], ...] = (*intake.EVENTS, *triage.EVENTS, *comms.EVENTS, *common.EVENTS)
+ALL_EVENTS: tuple[type[Event], ...] = (
+    *intake.EVENTS,
+    *auth.EVENTS,
+    *triage.EVENTS,
+    *comms.EVENTS,
+    *common.EVENTS,
+)
 
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[ALL_EVENTS], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
