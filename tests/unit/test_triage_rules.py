@@ -15,7 +15,7 @@ from services.triage.state import Triage, evolve
 from shared.errors import Conflict
 from shared.events import Briefing, Event, IncidentOpened, Level, ServiceActivityRecorded, Severity
 from shared.policy import PolicyError, parse_policy
-from shared.policy.triage import IncidentRole, Priority
+from shared.policy.triage import IncidentRole, Priority, TriagePolicy
 
 NOW = datetime(2026, 3, 2, 10, tzinfo=UTC)
 H, M, L = Level.HIGH, Level.MEDIUM, Level.LOW
@@ -349,3 +349,25 @@ def test_a_role_gap_is_detected_once_per_vacancy() -> None:
     state = fold(roles.relinquish(state, IM, "ann", by="ann", now=left), state)
     [gap] = roles.gaps_due(state, left + timedelta(minutes=15), POLICY)
     assert (getattr(gap, "role"), getattr(gap, "since")) == ("incident_manager", left)
+
+
+def test_the_documented_example_policy_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "triage.md").read_text()
+    [example] = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    policy = parse_policy(yaml.safe_load(example)).triage
+    assert policy.services["intranet"].hours == "london-office"
+    assert policy.hours_for("intranet", Priority.P3) == "london-office"
+    assert policy.hours_for("intranet", Priority.P1) is None  # P1 counts around the clock
+    assert policy.routing[0].team == "dba"
+    defaults = TriagePolicy()  # the example spells out the built-in defaults
+    assert (policy.matrix, policy.severity, policy.sla) == (defaults.matrix, defaults.severity, defaults.sla)
+    assert (policy.major, policy.roles, policy.problems) == (
+        defaults.major,
+        defaults.roles,
+        defaults.problems,
+    )
