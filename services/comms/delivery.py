@@ -61,7 +61,7 @@ def progress(history: Sequence[Event], *, attempts: int) -> Progress:
     for e in history:
         match e:
             case NotificationSent():
-                p = Progress(sent=True, attempts=p.attempts + 1)
+                p = Progress(sent=True, attempts=p.attempts + 1, last_error=p.last_error)
             case NotificationRetryRequested():
                 p = Progress(attempts=p.attempts)
             case NotificationFailed():
