@@ -118,7 +118,8 @@ def evolve(state: CommsIncident, event: Event) -> CommsIncident:
                 for k in ("title", "service", "priority", "status", "major", "team", "business_impact")
                 if (v := getattr(event, k)) is not None
             }
-            return replace(state, id=event.incident_id, roles={**state.roles, **event.roles}, **changed)
+            roles = {r: p for r, p in {**state.roles, **event.roles}.items() if p}  # "" vacates a role
+            return replace(state, id=event.incident_id, roles=roles, **changed)
         case NotificationPlanned() | NotificationCoalesced():
             a = _addressee(
                 event.audience,
@@ -181,6 +182,10 @@ def observe(state: CommsIncident, fact: Fact) -> IncidentContextUpdated | None:
             role, person = _text(d, "role"), _text(d, "person")
             if role and person:
                 change = {"roles": {role: person}}
+        case "RoleRelinquished":
+            role, person = _text(d, "role"), _text(d, "person")
+            if role and person and state.roles.get(role) == person:
+                change = {"roles": {role: ""}}
         case "HandoverCompleted":
             role, person = _text(d, "role"), _text(d, "to_person")
             if role and person:
@@ -194,7 +199,7 @@ def observe(state: CommsIncident, fact: Fact) -> IncidentContextUpdated | None:
         case "IncidentReopened":
             change = {"status": "open"}
     change = {k: v for k, v in change.items() if v is not None and (k == "roles" or getattr(state, k) != v)}
-    if "roles" in change and all(state.roles.get(r) == p for r, p in change["roles"].items()):
+    if "roles" in change and all(state.roles.get(r, "") == p for r, p in change["roles"].items()):
         del change["roles"]
     if not change and state.id:
         return None

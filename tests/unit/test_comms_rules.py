@@ -382,3 +382,42 @@ def test_policy_references_must_resolve() -> None:
         .triggers["IncidentResolved"]
         .to_notified
     )
+
+
+def test_roles_follow_assignment_handover_and_relinquishment() -> None:
+    state = incident()
+    for kind, data in [
+        ("RoleAssigned", {"role": "communications_manager", "person": "ann"}),
+        ("HandoverCompleted", {"role": "communications_manager", "from_person": "ann", "to_person": "bob"}),
+    ]:
+        change = domain.observe(state, fact(kind, **data))
+        assert change is not None
+        state = domain.evolve(state, change)
+    assert state.roles == {"communications_manager": "bob"}
+    assert (
+        domain.observe(state, fact("RoleRelinquished", role="communications_manager", person="ann")) is None
+    )
+    gone = domain.observe(state, fact("RoleRelinquished", role="communications_manager", person="bob"))
+    assert gone is not None and domain.evolve(state, gone).roles == {}
+
+
+def test_acknowledge_goes_to_everyone_paged_and_nobody_else() -> None:
+    state = incident(service="db", priority="P4")
+    assert domain.addressees(state, "IncidentAcknowledged", BOOK, POLICY) == []
+    paged = domain.notify(
+        incident(),
+        cause_event_id="c",
+        kind="PriorityAssigned",
+        to=domain.addressees(incident(), "PriorityAssigned", BOOK, POLICY),
+        recipients={},
+        render=render,
+        policy=POLICY,
+        now=T0,
+    )
+    for e in paged.incident:
+        state = domain.evolve(state, e)
+    assert names(domain.addressees(state, "IncidentAcknowledged", BOOK, POLICY)) == [
+        "lead",
+        "oncall",
+        "users",
+    ]
