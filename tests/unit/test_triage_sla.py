@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.triage.domain import next_sla_due, sla_due
 from services.triage.sla import SlaClock, add_business_time, business_time_between, elapsed, point_at
@@ -127,3 +129,25 @@ def test_a_late_timer_raises_both_at_once_with_their_own_times() -> None:
         ("SlaWarningRaised", utc(2026, 3, 2, 10, 0, 8)),
         ("SlaBreached", utc(2026, 3, 2, 10, 0, 10)),
     ]
+
+
+ZONES = [None, UTC_OFFICE, LONDON, NEW_YORK, ALL_DAY_LONDON, BusinessHours(timezone="Australia/Lord_Howe")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    start=st.datetimes(
+        min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)
+    ),
+    seconds=st.integers(min_value=0, max_value=30 * 24 * 3600),
+)
+def test_counting_undoes_adding(zone: BusinessHours | None, start: datetime, seconds: int) -> None:
+    """Whatever the zone and its DST (Lord Howe shifts by half an hour), the due time of an amount
+    of business time holds exactly that amount, and lies inside business hours."""
+    amount = timedelta(seconds=seconds)
+    due = add_business_time(start, amount, zone)
+    assert due >= start
+    assert business_time_between(start, due, zone) == amount
+    if zone is not None and seconds > 0:
+        assert business_time_between(due - timedelta(seconds=1), due, zone) == timedelta(seconds=1)
