@@ -55,7 +55,7 @@ async def walk(apps: Mapping[str, FastAPI]) -> dict[tuple[str, str, str], dict[s
                     headers = (
                         {"Authorization": f"Bearer {tokens[who]}"} if who in tokens else {"Authorization": ""}
                     )
-                    body = {} if method in ("POST", "PUT", "PATCH") else None
+                    body: dict[str, object] | None = {} if method in ("POST", "PUT", "PATCH") else None
                     r = await client.request(method, concrete(path), json=body, headers=headers)
                     answers[who] = r.status_code
                 results[(service, method, path)] = answers
