@@ -163,7 +163,7 @@ def post(
     return loop.run(http.post(path, content=body, headers=headers))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(ENDPOINTS), body=json_values, headers=st.sampled_from(HEADERS))
 def test_arbitrary_json_never_gets_a_5xx(
     client: tuple[Loop, httpx.AsyncClient], path: str, body: Any, headers: dict[str, str]
@@ -172,7 +172,7 @@ def test_arbitrary_json_never_gets_a_5xx(
     assert r.status_code < 500, r.text
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated(), headers=st.sampled_from(HEADERS))
 def test_real_payloads_with_arbitrary_json_anywhere_never_get_a_5xx(
     client: tuple[Loop, httpx.AsyncClient], case: tuple[str, Any], headers: dict[str, str]
