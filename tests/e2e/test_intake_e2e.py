@@ -3,6 +3,7 @@ repeats, groupings, resolutions and lifecycle steps intake records, as analytics
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,36 @@ async def test_lifecycle_steps_reach_the_analytics_timeline(tmp_path: Path) -> N
         said = {kind: f"{e['summary']} {e.get('why') or ''}" for kind, e in by_type.items()}
         assert "rolled back the deploy" in said["NoteAdded"]
         assert "card network" in said["IncidentPutOnHold"]
+
+
+async def test_maintenance_and_change_events_are_recorded_but_no_incident_appears(tmp_path: Path) -> None:
+    config = Settings(data_dir=tmp_path, admin_token=ADMIN, integration_key=KEY, secret=SECRET)
+    async with running(embedded_apps(config), ADMIN) as c:
+        intake, analytics = c["intake"], c["analytics"]
+        now = datetime.now(UTC)
+        window = {
+            "service": "db",
+            "starts_at": (now - timedelta(hours=1)).isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+        }
+        assert (await intake.post("/v1/maintenance-windows", json=window)).status_code == 201
+        key = {"Authorization": f"Bearer {KEY}"}
+        alert = {"title": "Replica lag", "service": "db", "severity": "critical", "dedup_key": "lag"}
+        r = await intake.post("/v1/alerts", json=alert, headers=key)
+        assert r.json()["action"] == "suppressed"
+        await intake.post("/v2/change/enqueue", content=fixture("pagerduty_py_04_change_event.json"))
+        marker = {"title": "After", "service": "api", "severity": "low", "dedup_key": "after"}
+        after = (await intake.post("/v1/alerts", json=marker, headers=key)).json()["incident_id"]
+
+        async def listed() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = (await analytics.get("/v1/incidents")).json()["items"]
+            return items if any(i["id"] == after for i in items) else None
+
+        items = await eventually(listed)  # analytics has seen everything intake wrote before
+        assert [i["title"] for i in items] == ["After"]
+
+        async def counted() -> bool:
+            counts = (await intake.get("/v1/integrations/default")).json()["counts"]
+            return bool(counts["suppressed"] == 1 and counts["changes"] == 1)
+
+        assert await eventually(counted)

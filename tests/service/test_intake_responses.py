@@ -78,3 +78,17 @@ async def test_bodies_over_512_kb_are_413() -> None:
         for path in ("/v2/enqueue", "/v1/alerts/alertmanager", "/v1/alerts/cloudevents"):
             r = await i.client.post(path, content=big)
             assert r.status_code == 413, path
+
+
+async def test_overload_sheds_with_503_for_webhooks_and_429_for_pagerduty() -> None:
+    async with intake() as i:
+        i.app.state.intake.in_flight = 5000  # as many alerts as intake lets wait for the store
+        r = await i.client.post(
+            "/v1/alerts/alertmanager", content=fixture("alertmanager_webhook_01_firing_DiskFull.json")
+        )
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        r = await i.client.post("/v2/enqueue", content=fixture("pagerduty_py_01_trigger.json"))
+        assert r.status_code == 429 and r.headers["Retry-After"]
+        i.app.state.intake.in_flight = 0
+        r = await i.client.post("/v2/enqueue", content=fixture("pagerduty_py_01_trigger.json"))
+        assert r.status_code == 202
