@@ -186,3 +186,43 @@ async def test_a_hold_pauses_the_clocks(tmp_path: Path) -> None:
             "+00:00", "Z"
         )
         assert await timer_events(client, app, "inc-2") == [("SlaClockPaused", ""), ("SlaClockResumed", "")]
+
+
+async def test_resolve_meets_both_clocks_reopen_restarts_resolution_close_stops_it(tmp_path: Path) -> None:
+    from shared.events import IncidentClosed, IncidentReopened, IncidentResolved
+
+    intake = MemoryStore(source="intake")
+    clock = FakeClock(NOW)
+    await intake_event(intake, opened("inc-3"))
+    async with triage(tmp_path, intake, clock) as (client, app):
+
+        async def states(*expected: str) -> dict[str, str] | None:
+            r = await client.get("/v1/incidents/inc-3/triage")
+            if r.status_code != 200:
+                return None
+            got = {c["kind"]: c["state"] for c in r.json()["sla"]}
+            return got if tuple(got[k] for k in ("response", "resolution")) == expected else None
+
+        await eventually(lambda: states("running", "running"))
+        clock.advance(seconds=5)
+        await intake_event(
+            intake, IncidentResolved(incident_id="inc-3", by="ann", reason="fixed", occurred_at=clock())
+        )
+        await eventually(lambda: states("met", "met"))
+        clock.advance(seconds=5)
+        await intake_event(
+            intake, IncidentReopened(incident_id="inc-3", by="bob", reason="back again", occurred_at=clock())
+        )
+        await eventually(lambda: states("met", "running"))
+        r = (await client.get("/v1/incidents/inc-3/triage")).json()
+        resolution = next(c for c in r["sla"] if c["kind"] == "resolution")
+        assert resolution["elapsed_seconds"] == 5  # the time while resolved does not count
+        clock.advance(seconds=10)
+        await intake_event(intake, IncidentClosed(incident_id="inc-3", by="ann", occurred_at=clock()))
+        await eventually(lambda: states("met", "met"))
+        assert await timer_events(client, app, "inc-3") == [
+            ("SlaMet", "response"),
+            ("SlaMet", "resolution"),
+            ("SlaClockResumed", ""),
+            ("SlaMet", "resolution"),
+        ]

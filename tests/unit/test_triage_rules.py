@@ -371,3 +371,15 @@ def test_the_documented_example_policy_is_valid() -> None:
         defaults.roles,
         defaults.problems,
     )
+
+
+def test_an_alerts_labels_route_the_incident_again_when_they_change_the_team() -> None:
+    from services.triage.domain import on_labels
+
+    state = fold(open_incident(Triage(), opened("payments", Severity.WARNING), POLICY))
+    assert state.team == "payments-team"
+    assert on_labels(state, {"component": "web"}, NOW, POLICY) == []
+    [routed] = on_labels(state, {"component": "db"}, NOW, POLICY)
+    assert (getattr(routed, "team"), getattr(routed, "rule")) == ("dba", "db-on-call")
+    assert "component=db" in getattr(routed, "reason")
+    assert fold([routed], state).labels == {"component": "db"}
