@@ -192,6 +192,30 @@ def version() -> None:
     typer.echo(v("lynchpin"))
 
 
+@app.command()
+def healthcheck(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="intake, triage, comms or analytics.")],
+    ready: Annotated[
+        bool, typer.Option("--ready", help="Check /readyz (the store answers) instead.")
+    ] = False,
+) -> None:
+    """Exit 0 when the service on this host answers its /healthz (the container health check)."""
+    from shared.settings import SERVICES, Settings
+
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    url = f"http://127.0.0.1:{Settings().port(service)}/{'readyz' if ready else 'healthz'}"
+    try:
+        with httpx.Client(transport=api(ctx).transport, timeout=3.0) as client:
+            status = client.get(url).status_code
+    except httpx.HTTPError as e:
+        fail(f"{service}: {url}: {e}")
+    if status != 200:
+        fail(f"{service}: {url} answered {status}")
+    out().print(f"{service}: ok")
+
+
 # Incidents -------------------------------------------------------------------------------------------
 
 
@@ -323,7 +347,8 @@ def _major(ctx: typer.Context, incident_id: str, action: str, body: dict[str, st
     if as_json:
         print_json(result)
         return
-    state = result.get("major") or result.get("status") if isinstance(result, dict) else None
+    major = result.get("major") if isinstance(result, dict) else None
+    state = major.get("status") if isinstance(major, dict) else None
     past = {"propose": "proposed", "accept": "accepted", "reject": "rejected"}[action]
     suffix = f" (major-incident state: {state})" if isinstance(state, str) else ""
     out().print(f"Major incident {past} for {incident_id}{suffix}")

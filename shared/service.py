@@ -161,10 +161,12 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.relay", lambda: relay(w))))
             for name, worker in w.workers.items():
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
+            log.info("%s started (%s mode)", w.name, w.settings.mode())
             service_var.reset(bound)
             try:
                 yield
             finally:
+                log.info("%s stopping", w.name)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -80,7 +80,7 @@ def test_tokens_create_and_revoke() -> None:
 
 
 def test_major_propose_accept_reject_post_to_triage_with_their_required_fields() -> None:
-    api = Recorder(200, {"incident_id": "inc-1", "major": "proposed"})
+    api = Recorder(200, {"incident_id": "inc-1", "major": {"status": "proposed", "reason": "x"}})
     proposed = run(api, "major", "propose", "inc-1", "--reason", "checkout down for everyone")
     assert proposed.exit_code == 0, proposed.output
     assert "Major incident proposed for inc-1 (major-incident state: proposed)" in proposed.stdout
@@ -207,3 +207,18 @@ def test_bench_runs_python_m_bench_with_the_arguments_given() -> None:
     # bench's own argparse answers: --help exits 0, an unknown flag exits 2
     assert run(None, "bench", "--help").exit_code == 0
     assert run(None, "bench", "--no-such-flag").exit_code == 2
+
+
+def test_healthcheck_asks_the_local_service_on_its_configured_port() -> None:
+    seen: list[str] = []
+
+    def health(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200 if request.url.path == "/healthz" else 503, json={})
+
+    ok = run(health, "healthcheck", "triage", env={"LYNCHPIN_TRIAGE_PORT": "9002"})
+    assert ok.exit_code == 0, ok.output
+    not_ready = run(health, "healthcheck", "triage", "--ready", env={"LYNCHPIN_TRIAGE_PORT": "9002"})
+    assert not_ready.exit_code == 1
+    assert seen == ["http://127.0.0.1:9002/healthz", "http://127.0.0.1:9002/readyz"]
+    assert run(health, "healthcheck", "billing").exit_code == 1
