@@ -201,7 +201,7 @@ def observe(state: CommsIncident, fact: Fact) -> IncidentContextUpdated | None:
     change = {k: v for k, v in change.items() if v is not None and (k == "roles" or getattr(state, k) != v)}
     if "roles" in change and all(state.roles.get(r, "") == p for r, p in change["roles"].items()):
         del change["roles"]
-    if not change and state.id:
+    if not change:
         return None
     return IncidentContextUpdated(incident_id=fact.incident_id, occurred_at=fact.occurred_at, **change)
 
@@ -421,8 +421,8 @@ def react(
     state: CommsIncident, fact: Fact, *, directory: Directory, policy: CommsPolicy, now: datetime
 ) -> Reaction:
     events: list[Event] = []
-    after = state
-    context = observe(state, fact)
+    after = state if state.id else replace(state, id=fact.incident_id)
+    context = observe(after, fact)
     if context is not None:
         events.append(context)
         after = evolve(after, context)

@@ -28,7 +28,7 @@ def recipient_stream(key: str) -> str:
 
 def fact_of(env: Envelope) -> domain.Fact | None:
     incident_id = env.event.partition_key
-    if incident_id is None:
+    if not incident_id:
         return None
     data = env.event.model_dump(mode="json")
     return domain.Fact(env.event.type, incident_id, env.id, env.event.occurred_at, data)

@@ -421,3 +421,13 @@ def test_acknowledge_goes_to_everyone_paged_and_nobody_else() -> None:
         "oncall",
         "users",
     ]
+
+
+def test_events_that_change_nothing_and_notify_nobody_write_nothing() -> None:
+    fresh = domain.CommsIncident()
+    quiet = domain.react(fresh, fact("AlertRepeated", count=3), directory=BOOK, policy=POLICY, now=T0)
+    assert quiet.events == [] and quiet.to == []
+    opened = domain.react(
+        fresh, fact("IncidentOpened", title="t", service="api"), directory=BOOK, policy=POLICY, now=T0
+    )
+    assert [e.type for e in opened.events] == ["IncidentContextUpdated"] and opened.state.id == "i1"
