@@ -178,7 +178,7 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
     app.state.wiring = w
     install_errors(app, overload_status=w.overload_status)
     metrics.middleware(app)
-    app.add_middleware(BodyLimit, limit=w.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=w.settings.max_body_bytes, read_timeout=w.settings.body_read_timeout)
     app.add_middleware(LogContext, service=w.name)
     install_health(app, metrics, w.store.ping)
     app.state.metrics = metrics

@@ -44,9 +44,13 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(default=None, description="Where comms posts responder notifications.")
     webhook_secret: str = "lynchpin-webhook"
     max_body_bytes: int = 512 * 1024
+    body_read_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client may pause mid-body (408)"
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
-        default="text", description="`json`: one JSON object per log line, with the incident's correlation id."
+        default="text",
+        description="`json`: one JSON object per log line, with the incident's correlation id.",
     )
 
     def port(self, service: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
@@ -78,11 +79,13 @@ def _title(status: int) -> str:
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, before anyone parses them."""
+    """Refuse request bodies over `limit` bytes with 413, before anyone parses them, and bodies that
+    trickle in slower than one chunk per `read_timeout` seconds with 408 (slow clients hold no worker)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, read_timeout: float = 10.0) -> None:
         self.app = app
         self.limit = limit
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,7 +99,12 @@ class BodyLimit:
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.read_timeout:g}s"
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
