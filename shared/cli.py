@@ -404,16 +404,15 @@ def _secret_once(what: str, secret: Any, about: str) -> None:
 def integrations_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A name for this alert source.")],
+    service: Annotated[str, typer.Option(help="The service its alerts are about, unless they say.")],
     source: Annotated[
-        str, typer.Option(help="canonical, alertmanager, grafana, pagerduty, datadog, cloudevents...")
+        str,
+        typer.Option(help="alertmanager, grafana, pagerduty, datadog, cloudevents, canonical or heartbeat."),
     ] = "canonical",
-    service: Annotated[str | None, typer.Option(help="Default service for its alerts.")] = None,
     as_json: JsonOut = False,
 ) -> None:
     """Create an integration and print its key (the only time it is shown)."""
-    body: dict[str, Any] = {"name": name, "source": source}
-    if service is not None:
-        body["default_service"] = service
+    body = {"name": name, "source_type": source, "default_service": service}
     created = call(ctx, "intake", "POST", "/v1/integrations", body=body)
     if as_json:
         print_json(created)
@@ -424,17 +423,20 @@ def integrations_create(
 @integrations_app.command("list")
 def integrations_list(ctx: typer.Context, as_json: JsonOut = False) -> None:
     """The integrations (keys are never shown again)."""
-    listing = call(ctx, "intake", "GET", "/v1/integrations")
-    items = listing.get("items", []) if isinstance(listing, dict) else listing
+    items = call(ctx, "intake", "GET", "/v1/integrations")
     if as_json:
-        print_json(listing)
+        print_json(items)
         return
     table = Table(title=f"{len(items)} integration(s)")
-    for column in ("id", "name", "source", "last received"):
+    for column in ("id", "name", "source", "default service", "resolve rule"):
         table.add_column(column, overflow="fold")
     for i in items:
         table.add_row(
-            str(i.get("id", "")), i.get("name", ""), i.get("source", ""), _when(i.get("last_received"))
+            str(i.get("id", "")),
+            i.get("name", ""),
+            i.get("source_type", ""),
+            i.get("default_service", ""),
+            i.get("resolve_rule", ""),
         )
     out().print(table)
 
@@ -447,7 +449,9 @@ def tokens_create(
         str,
         typer.Option(help="viewer, responder, communications_manager, incident_manager or admin."),
     ] = "responder",
-    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after this many days.")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, help="Expire after this many days (the API's default: 90).")
+    ] = None,
     as_json: JsonOut = False,
 ) -> None:
     """Issue a bearer token with a role and print it (the only time it is shown)."""
@@ -458,7 +462,31 @@ def tokens_create(
     if as_json:
         print_json(created)
         return
-    _secret_once("token", created.get("token"), f"token {created.get('id', '')} for {subject} ({role})")
+    expiry = f", expires {_when(created.get('expires_at'))}" if created.get("expires_at") else ""
+    _secret_once(
+        "token", created.get("token"), f"token {created.get('token_id', '')} for {subject} ({role}{expiry})"
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(ctx: typer.Context, as_json: JsonOut = False) -> None:
+    """Issued tokens (never the secrets)."""
+    items = call(ctx, "intake", "GET", "/v1/tokens")
+    if as_json:
+        print_json(items)
+        return
+    table = Table(title=f"{len(items)} token(s)")
+    for column in ("id", "subject", "role", "expires", "revoked"):
+        table.add_column(column, overflow="fold", no_wrap=column == "id")
+    for t in items:
+        table.add_row(
+            t.get("token_id", ""),
+            t.get("subject", ""),
+            t.get("role", ""),
+            _when(t.get("expires_at")),
+            "yes" if t.get("revoked") else "",
+        )
+    out().print(table)
 
 
 @tokens_app.command("revoke")

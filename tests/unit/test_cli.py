@@ -188,3 +188,32 @@ def test_incidents_open_by_hand(lynchpin: Lynchpin) -> None:
     assert result.exit_code == 0, result.output
     opened = json.loads(result.stdout)
     assert opened["status"] == "open" and opened["service"] == "shop"
+
+
+def test_a_token_issued_by_the_cli_works_until_the_cli_revokes_it(lynchpin: Lynchpin) -> None:
+    created = lynchpin.cli("tokens", "create", "vera", "--role", "viewer", "--json")
+    assert created.exit_code == 0, created.output
+    issued = json.loads(created.stdout)
+
+    assert lynchpin.cli("incidents", "list", token=issued["token"]).exit_code == 0
+    refused = lynchpin.cli("incidents", "open", "--title", "t", "--service", "s", token=issued["token"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: intake: 403 Forbidden: ")
+
+    assert issued["token_id"] in lynchpin.cli("tokens", "list").stdout
+    assert lynchpin.cli("tokens", "revoke", issued["token_id"]).exit_code == 0
+    at_intake = lynchpin.cli("incidents", "open", "--title", "t", "--service", "s", token=issued["token"])
+    assert at_intake.exit_code == 1 and at_intake.stderr.startswith("error: intake: 401 ")
+
+    async def refused_by_analytics() -> bool:  # analytics learns the revocation from intake's log
+        r = await lynchpin.clients["analytics"].get(
+            "/v1/incidents", headers={"Authorization": f"Bearer {issued['token']}"}
+        )
+        return r.status_code == 401
+
+    async def wait() -> bool:
+        return await eventually(refused_by_analytics)
+
+    assert lynchpin.portal.call(wait)
+    after = lynchpin.cli("incidents", "list", token=issued["token"])
+    assert after.exit_code == 1 and after.stderr.startswith("error: analytics: 401 ")

@@ -45,32 +45,35 @@ class Recorder:
 
 
 def test_integrations_create_posts_to_intake_and_prints_the_key_once() -> None:
-    api = Recorder(201, {"id": "int-1", "name": "prom", "source": "alertmanager", "key": "lpk_secret"})
+    api = Recorder(201, {"id": "int-1", "name": "prom", "source_type": "alertmanager", "key": "lpk_secret"})
     result = run(api, "integrations", "create", "prom", "--source", "alertmanager", "--service", "db")
     assert result.exit_code == 0, result.output
     [request] = api.requests
     assert (request.method, request.url.host, request.url.path) == ("POST", "intake", "/v1/integrations")
     assert request.headers["authorization"] == "Bearer tok"
-    assert api.body == {"name": "prom", "source": "alertmanager", "default_service": "db"}
+    assert api.body == {"name": "prom", "source_type": "alertmanager", "default_service": "db"}
     assert result.stdout.count("lpk_secret") == 1
     assert "shown only this once" in result.stdout
 
 
 def test_integrations_list_never_shows_keys_and_has_json() -> None:
-    api = Recorder(200, {"items": [{"id": "int-1", "name": "prom", "source": "alertmanager"}]})
+    api = Recorder(200, [{"id": "int-1", "name": "prom", "source_type": "alertmanager", "key": None}])
     table = run(api, "integrations", "list")
     assert table.exit_code == 0 and "prom" in table.stdout and "alertmanager" in table.stdout
-    assert json.loads(run(api, "integrations", "list", "--json").stdout)["items"][0]["id"] == "int-1"
+    assert json.loads(run(api, "integrations", "list", "--json").stdout)[0]["id"] == "int-1"
 
 
-def test_tokens_create_and_revoke() -> None:
-    api = Recorder(
-        201, {"id": "tok-9", "subject": "alice", "role": "incident_manager", "token": "lp1.abc.def"}
-    )
+def test_tokens_create_list_and_revoke() -> None:
+    issued = {"token_id": "tok-9", "subject": "alice", "role": "incident_manager", "token": "lp1.abc.def"}
+    api = Recorder(201, {**issued, "expires_at": "2027-01-01T00:00:00+00:00", "revoked": False})
     created = run(api, "tokens", "create", "alice", "--role", "incident_manager", "--expires-in-days", "30")
     assert created.exit_code == 0, created.output
     assert api.body == {"subject": "alice", "role": "incident_manager", "expires_in_days": 30}
-    assert created.stdout.count("lp1.abc.def") == 1
+    assert created.stdout.count("lp1.abc.def") == 1 and "tok-9" in created.stdout
+
+    listing = Recorder(200, [{"token_id": "tok-9", "subject": "alice", "role": "admin", "revoked": True}])
+    listed = run(listing, "tokens", "list")
+    assert listed.exit_code == 0 and "tok-9" in listed.stdout and "yes" in listed.stdout
 
     gone = Recorder(204, None)
     revoked = run(gone, "tokens", "revoke", "tok-9")
