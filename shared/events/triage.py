@@ -300,6 +300,91 @@ class ProblemSuggested(Event):
         return self.suggestion_id
 
 
+# --- on-call and escalation (stream `escalation-<incident id>`) ---------------------------------
+
+
+class EscalationStarted(IncidentEvent):
+    """The incident went to `team`: escalation policy `policy_id` runs until someone acknowledges,
+    the incident resolves, or every step of every round was tried. The first step is due at
+    `first_due_at`."""
+
+    type: Literal["EscalationStarted"] = "EscalationStarted"
+    policy_id: str
+    team: str
+    priority: str
+    urgency: Literal["high", "low"]
+    steps: int
+    repeat: int = 0
+    first_due_at: datetime
+    title: str = ""
+    service: str = ""
+
+
+class EscalationStepReached(IncidentEvent):
+    """Step `step` of round `round` (both from 1) fell due at `due_at`. `mode` page: every contact
+    method; notify (low urgency outside business hours): no urgent-only ones. `paged` are the
+    people reached, `unreached` the targets with nobody on call. The next step (after the last
+    step of the last round: the end of the chain) is due at `next_due_at`."""
+
+    type: Literal["EscalationStepReached"] = "EscalationStepReached"
+    policy_id: str
+    step: int
+    round: int = 1
+    due_at: datetime
+    mode: Literal["page", "notify"]
+    targets: list[str] = Field(default_factory=list)
+    paged: list[str] = Field(default_factory=list)
+    unreached: list[str] = Field(default_factory=list)
+    next_due_at: datetime | None = None
+    title: str = ""
+    service: str = ""
+
+
+class PageContact(BaseModel):
+    """One of a person's contact methods: a channel kind (email, webhook, slack, teams) and address."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    address: str
+
+
+class PageRequested(IncidentEvent):
+    """Page `person` at each of `contacts` (comms delivers; its NotificationSent and
+    NotificationFailed say whether it arrived). `ack_url` acknowledges the incident once, without
+    logging in, until `ack_expires_at`."""
+
+    type: Literal["PageRequested"] = "PageRequested"
+    person: str
+    name: str = ""
+    policy_id: str
+    step: int
+    round: int = 1
+    urgency: Literal["high", "low"]
+    mode: Literal["page", "notify"]
+    contacts: list[PageContact]
+    ack_url: str
+    ack_expires_at: datetime
+    team: str = ""
+    priority: str = ""
+    title: str = ""
+    service: str = ""
+
+
+class EscalationStopped(IncidentEvent):
+    """The escalation ended: `reason` acknowledged, resolved, closed, rerouted (to another team)
+    or exhausted (every step of every round was tried); `by` who acknowledged or resolved."""
+
+    type: Literal["EscalationStopped"] = "EscalationStopped"
+    policy_id: str
+    reason: Literal["acknowledged", "resolved", "closed", "rerouted", "exhausted"]
+    by: str = ""
+    step: int = 0
+    round: int = 0
+    title: str = ""
+    service: str = ""
+
+
 EVENTS: tuple[type[Event], ...] = (
     PriorityAssigned,
     PriorityChanged,
@@ -325,4 +410,8 @@ EVENTS: tuple[type[Event], ...] = (
     ProblemUpdated,
     IncidentLinkedToProblem,
     ProblemSuggested,
+    EscalationStarted,
+    EscalationStepReached,
+    PageRequested,
+    EscalationStopped,
 )
