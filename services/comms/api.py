@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -104,6 +105,14 @@ class CommsStateOut(BaseModel):
     cadence_seconds: float | None
     next_update_due: datetime | None
     notified: list[str]
+
+
+def redact(address: str) -> str:
+    """Webhook URLs often carry their secret in the path (Slack, Teams): show only the host."""
+    parts = urlsplit(address)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
+    return address
 
 
 def _stakeholder(s: directory.Stakeholder) -> dict[str, Any]:
@@ -368,7 +377,7 @@ def routes(handlers: CommsHandlers, index: NotificationIndex, outbound: Outbound
                 continue
             item = NotificationOut(
                 notification_id=e.notification_id,
-                recipient=e.recipient,
+                recipient=redact(e.recipient),
                 channel=e.channel,
                 audience=e.audience,
                 subject=e.subject,
@@ -402,7 +411,7 @@ def routes(handlers: CommsHandlers, index: NotificationIndex, outbound: Outbound
         return [
             NotificationOut(
                 notification_id=s.notification_id,
-                recipient=s.recipient,
+                recipient=redact(s.recipient),
                 channel=s.channel,
                 audience=s.audience,
                 subject=s.subject,

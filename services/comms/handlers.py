@@ -141,7 +141,7 @@ class CommsHandlers:
                     if isinstance(e.event, StatusUpdatePublished) and e.event.update_id == update_id
                 )
             book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
-            fields = {**cmd.fields, "text": cmd.text}
+            fields = {**cmd.fields, "text": cmd.text, "template": cmd.template}
             subject = self.render(
                 "StatusUpdatePublished",
                 "management",

@@ -137,8 +137,13 @@ class Templates:
                     best = (score, o)
         return best[1] if best is not None else None
 
-    def builtin(self, kind: str, audience: str, channel: str) -> tuple[str, str]:
+    def builtin(self, kind: str, audience: str, channel: str, shape: str = "") -> tuple[str, str]:
+        """The built-in text; `shape` (tactical or executive) is a status update's chosen report."""
         subject = SUBJECTS.get(kind, DEFAULT_SUBJECT)
+        if shape == "tactical":
+            return subject, TACTICAL
+        if shape == "executive":
+            return subject, EXECUTIVE
         if audience == "end_users":
             body = END_USERS.get(kind, END_USERS_DEFAULT)
         elif audience == "management":
@@ -161,7 +166,9 @@ class Templates:
         policy's override, falling back to the built-in text if the override fails at render time."""
         ctx = {"kind": kind, "kind_label": _label(kind), **context}
         ctx["headline"] = self._render(HEADLINES.get(kind, "{{ kind_label | capitalize }}."), ctx)
-        default_subject, default_body = self.builtin(kind, audience, channel)
+        update = context.get("update") or {}
+        shape = str(update.get("template", "")) if isinstance(update, Mapping) else ""
+        default_subject, default_body = self.builtin(kind, audience, channel, shape)
         if subject is not None or body is not None:
             return Rendered(
                 self._render(subject or default_subject, ctx)[:500], self._render(body or default_body, ctx)

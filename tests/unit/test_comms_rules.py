@@ -431,3 +431,26 @@ def test_events_that_change_nothing_and_notify_nobody_write_nothing() -> None:
         fresh, fact("IncidentOpened", title="t", service="api"), directory=BOOK, policy=POLICY, now=T0
     )
     assert [e.type for e in opened.events] == ["IncidentContextUpdated"] and opened.state.id == "i1"
+
+
+def test_a_status_update_can_choose_its_report_shape() -> None:
+    t = Templates()
+    ctx = {"incident": incident().context(), "event": {}, "recipient": {}}
+    tactical = {
+        "template": "tactical",
+        "conditions": "db primary lost",
+        "actions": "failing over",
+        "needs": "dba",
+    }
+    body = t.render("StatusUpdatePublished", "management", "email", {**ctx, "update": tactical}).body
+    assert "Conditions: db primary lost" in body and "Needs: dba" in body
+    executive = {"template": "executive", "current_status": "degraded", "text": ""}
+    body = t.render("StatusUpdatePublished", "responders", "email", {**ctx, "update": executive}).body
+    assert "Current status: degraded" in body
+
+
+def test_webhook_urls_are_shown_without_their_secret_path() -> None:
+    from services.comms.api import redact
+
+    assert redact("https://hooks.slack.example/services/T000/B000/XXXX") == "https://hooks.slack.example/..."
+    assert redact("ops@example.org") == "ops@example.org"
