@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 
 ADMIN, KEY = "bench-admin", "bench-key"
 
@@ -73,7 +74,7 @@ def noop() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 @contextmanager
-def lynchpin(data: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+def lynchpin(data: Path, **extra: str) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     ports = {s: free_port() for s in ("INTAKE", "TRIAGE", "COMMS", "ANALYTICS")}
     env = {
         **os.environ,
@@ -83,6 +84,7 @@ def lynchpin(data: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
         "LYNCHPIN_SECRET": "b" * 32,
         "LYNCHPIN_LOG_LEVEL": "WARNING",
         **{f"LYNCHPIN_{s}_PORT": str(p) for s, p in ports.items()},
+        **extra,
     }
     with process(
         [sys.executable, "-m", "shared.launcher"], env, f"http://127.0.0.1:{ports['ANALYTICS']}/readyz"
@@ -179,6 +181,59 @@ async def visible_latency(intake: str, analytics: str, samples: int) -> list[flo
     return out
 
 
+POLICY = """
+comms:
+  coalesce: {max_per_window: 1000000}
+"""
+
+
+async def notification_latency(rate: float, seconds: float, data: Path) -> tuple[list[float], int]:
+    """Offer critical alerts at a fixed rate (open loop); time each from its POST to the arrival of
+    its responders' notification at a real webhook receiver. Returns latencies (ms) and alerts sent."""
+    from tests.receivers import webhook_receiver
+
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    async with webhook_receiver() as hook:
+        policy = data / "policy.yaml"
+        policy.write_text(POLICY)
+        with lynchpin(data, LYNCHPIN_WEBHOOK_URL=hook.url, LYNCHPIN_POLICY=str(policy)) as (intake, _, _proc):
+            headers = {"Authorization": f"Bearer {KEY}"}
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(
+                base_url=intake, headers=headers, limits=limits, timeout=30
+            ) as client:
+
+                async def post(i: int) -> None:
+                    body = {
+                        "title": f"Page {i}",
+                        "service": f"svc{i}",
+                        "severity": "critical",
+                        "dedup_key": f"p{i}",
+                    }
+                    start = time.perf_counter()
+                    r = await client.post("/v1/alerts", json=body)
+                    sent[r.json()["incident_id"]] = start
+
+                n = int(rate * seconds)
+                began = time.perf_counter()
+                posts = []
+                for i in range(n):
+                    await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+                    posts.append(asyncio.create_task(post(i)))
+                await asyncio.gather(*posts)
+                deadline = time.monotonic() + 60
+                seen: set[str] = set()
+                while time.monotonic() < deadline and len(seen) < n:
+                    for got in hook.received[len(seen) :]:
+                        incident = orjson.loads(got.body)["incident_id"]
+                        if incident in sent and incident not in seen:
+                            seen.add(incident)
+                            latencies.append((got.at - sent[incident]) * 1000)
+                    await asyncio.sleep(0.05)
+    return latencies, len(sent)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
@@ -192,6 +247,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, with wrk")
     parser.add_argument("--requests", type=int, default=20000, help="per measurement, without wrk")
     parser.add_argument("--samples", type=int, default=200, help="alerts timed until visible in analytics")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="offered alerts/s for the notification latency"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds, args.requests, args.samples = 1, 2.0, 1000, 20
@@ -210,10 +268,15 @@ def main() -> None:
             latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
 
+    rate = 20.0 if args.quick else args.rate
+    with tempfile.TemporaryDirectory() as tmp:
+        delivered, offered = asyncio.run(notification_latency(rate, args.seconds, Path(tmp)))
+
     base = statistics.median(r.rate for r in results["noop"])
     tool = "wrk" if shutil.which("wrk") else "httpx"
     print(
-        f"\nDurable ingest, embedded mode ({tool}, concurrency {args.concurrency}, median of {args.runs} runs)"
+        f"\nDurable ingest, embedded mode ({tool}, {args.concurrency} connections, "
+        f"median of {args.runs} runs)"
     )
     print(f"{'workload':<34} {'alerts/s':>10} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
     names = {
@@ -231,6 +294,11 @@ def main() -> None:
     print(f"\nIncidents opened by each storm: {incidents_after_storm} (must be [1, ...])")
     print(f"\nAlert -> visible in analytics (with its priority), {len(latencies)} sequential alerts:")
     print(f"  p50 {pct(latencies, 0.5):.1f} ms   p99 {pct(latencies, 0.99):.1f} ms")
+    print(f"\nAlert -> responders' webhook delivered, {rate:g} alerts/s offered for {args.seconds:g}s:")
+    print(
+        f"  {len(delivered)}/{offered} delivered   "
+        f"p50 {pct(delivered, 0.5):.1f} ms   p99 {pct(delivered, 0.99):.1f} ms"
+    )
     print(f"\nPeak RSS of the embedded process (all four services in one): {peak:.0f} MB")
 
 

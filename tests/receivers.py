@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from starlette.routing import Route
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
