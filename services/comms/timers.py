@@ -14,7 +14,7 @@ from datetime import datetime
 from services.comms import cadence, domain
 from shared.clock import Clock
 from shared.envelope import Checkpoint
-from shared.events import NotificationCoalesced, RecipientNotified
+from shared.events import NotificationCoalesced, UpdateCadenceStarted
 from shared.policy.comms import CommsPolicy
 from shared.store import START, EventStore
 
@@ -40,16 +40,28 @@ class Timers:
         while page := await self.store.read_all(after=self.at, limit=1000):
             for env in page:
                 e = env.event
+                # only what a timer may need is kept: recipients with held notifications,
+                # incidents whose cadence runs
                 if env.stream.startswith(RECIPIENT_PREFIX):
-                    rs = self.recipients.get(env.stream, domain.RecipientState())
-                    self.recipients[env.stream] = domain.evolve_recipient(rs, e)
-                    if isinstance(e, RecipientNotified):
-                        self.keys[env.stream] = e.recipient
-                    elif isinstance(e, NotificationCoalesced):
+                    if env.stream not in self.recipients and not isinstance(e, NotificationCoalesced):
+                        continue
+                    rs = domain.evolve_recipient(self.recipients.get(env.stream, domain.RecipientState()), e)
+                    if isinstance(e, NotificationCoalesced):
                         self.keys[env.stream] = domain.recipient_key(e.channel, e.recipient)
-                elif env.stream.startswith(INCIDENT_PREFIX) and e.partition_key is not None:
-                    state = self.incidents.get(e.partition_key, domain.CommsIncident())
-                    self.incidents[e.partition_key] = domain.evolve(state, e)
+                    if rs.pending:
+                        self.recipients[env.stream] = rs
+                    else:
+                        self.recipients.pop(env.stream, None)
+                        self.keys.pop(env.stream, None)
+                elif env.stream.startswith(INCIDENT_PREFIX) and e.partition_key:
+                    key = e.partition_key
+                    if key not in self.incidents and not isinstance(e, UpdateCadenceStarted):
+                        continue
+                    state = domain.evolve(self.incidents.get(key, domain.CommsIncident(id=key)), e)
+                    if state.cadence_every is None:
+                        self.incidents.pop(key, None)
+                    else:
+                        self.incidents[key] = state
             self.at = page[-1].checkpoint
 
     def due(self, now: datetime) -> tuple[list[str], list[str]]:

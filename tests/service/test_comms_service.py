@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from services.comms.app import create_app
+from services.comms.timers import Timers
 from shared.auth import Role, sign_token
 from shared.bus.embedded import EmbeddedBus
 from shared.clock import FakeClock
@@ -174,7 +175,13 @@ async def test_an_accepted_major_incident_reminds_then_escalates_once_and_update
         r.clock.advance(minutes=30)
         [reminder] = await eventually(lambda: r.events("comms-i1", "StatusUpdateOverdue"))
         assert (reminder.level, reminder.role) == ("reminder", "communications_manager")  # type: ignore[attr-defined]
+        # a second timer worker (a restart, another instance) recomputes from the log: nothing twice
+        app = r.api._transport.app  # type: ignore[attr-defined]
+        handlers = app.state.handlers
+        fresh = Timers(r.comms, r.clock, handlers.policy, handlers.fire_overdue, handlers.flush_digest)
+        assert await fresh.tick() == 0
         r.clock.advance(minutes=15)
+        assert await fresh.tick() + await app.state.timers.tick() <= 1
         overdue = await eventually(lambda: _at_least(r.events("comms-i1", "StatusUpdateOverdue"), 2))
         assert [e.level for e in overdue] == ["reminder", "escalation"]  # type: ignore[attr-defined]
         timers = r.api._transport.app.state.timers  # type: ignore[attr-defined]
