@@ -68,6 +68,9 @@ UNAVAILABLE: Final[tuple[type[BaseException], ...]] = (
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: shutting down, starting up, query cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections, disk full
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby after failover
+    # A pooled connection whose server died mid-operation (the postmaster was SIGKILLed) can fail with
+    # "cannot switch to state N; another operation is in progress" instead of a connection error.
+    asyncpg.InternalClientError,
 )
 CONNECT_TIMEOUT: Final = 5.0
 POOL_MAX: Final = 10

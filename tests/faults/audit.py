@@ -218,6 +218,21 @@ def check_alerts(report: Report, answers: Iterable[Answer], intake_log: list[Env
         report.problem(f"{a.code} without Retry-After for {a.key}")
 
 
+def check_order(report: Report, logs: Mapping[str, list[Envelope]]) -> None:
+    """Each stream's events come in the global log in version order 1, 2, 3...: none reordered or missing."""
+    reordered = 0
+    for source, events in logs.items():
+        versions: dict[str, int] = {}
+        for env in events:
+            if env.version != versions.get(env.stream, 0) + 1:
+                reordered += 1
+                report.problem(
+                    f"{source} {env.stream}: version {env.version} after {versions.get(env.stream, 0)}"
+                )
+            versions[env.stream] = env.version
+    report.figures["out_of_order"] = reordered
+
+
 def check_incidents(report: Report, answers: Iterable[Answer], intake_log: list[Envelope]) -> None:
     """One open incident per key at a time, in intake's log and in the answers."""
     current: dict[str, str] = {}
@@ -251,10 +266,21 @@ def check_incidents(report: Report, answers: Iterable[Answer], intake_log: list[
 
 
 def check_notifications(
-    report: Report, comms_log: list[Envelope], deliveries: Iterable[str], *, comms_crashes: int
+    report: Report,
+    comms_log: list[Envelope],
+    deliveries: Iterable[str],
+    *,
+    comms_crashes: int,
+    incidents: Iterable[str] = (),
 ) -> None:
-    """One planned notification per (cause, recipient); every webhook one delivered, at most once more."""
+    """One planned notification per (cause, recipient), and none missing: every incident's responders
+    hear of it over the webhook; every webhook notification delivered, at most once more."""
     planned = [env.event for env in comms_log if isinstance(env.event, NOTIFICATIONS)]
+    told = {n.incident_id for n in planned if n.channel == "webhook"}
+    silent = sorted(set(incidents) - told)
+    for incident in silent[:5]:
+        report.problem(f"incident {incident} has no webhook notification planned")
+    report.figures["incidents_without_notification"] = len(silent)
     per_cause = Counter((n.cause_event_id, n.recipient) for n in planned)
     dup_planned = sum(n - 1 for n in per_cause.values() if n > 1)
     for (cause, recipient), n in per_cause.items():

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from shared.envelope import Envelope
+from shared.events import IncidentOpened
 from shared.settings import Settings
 from tests.faults import audit
 from tests.faults.stream import AlertStream
@@ -79,8 +80,12 @@ async def audit_cluster(
     logs = await audit.read_logs(settings)
     audit.check_alerts(report, stream.answers, logs["intake"])
     audit.check_incidents(report, stream.answers, logs["intake"])
+    audit.check_order(report, logs)
     deliveries = [r.headers.get("idempotency-key", "") for r in receiver.received]
-    audit.check_notifications(report, logs["comms"], deliveries, comms_crashes=comms_crashes)
+    opened = [e.event.incident_id for e in logs["intake"] if isinstance(e.event, IncidentOpened)]
+    audit.check_notifications(
+        report, logs["comms"], deliveries, comms_crashes=comms_crashes, incidents=opened
+    )
     await audit.check_analytics(report, analytics, logs)
     await audit.check_comms_api(report, comms, logs["comms"])
     return logs
