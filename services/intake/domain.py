@@ -159,7 +159,9 @@ def evolve(state: Incident, event: Event) -> Incident:
         case IncidentClosed():
             return replace(state, status=Status.CLOSED, on_hold=False)
         case IncidentReopened():
-            return replace(state, status=Status.OPEN)
+            # Its alerts may have moved on (a new incident took a key that fired again after the
+            # resolve): a reopened incident holds only the alerts that report firing again.
+            return replace(state, status=Status.OPEN, firing=frozenset())
         case IncidentPutOnHold():
             return replace(state, on_hold=True)
         case IncidentResumed():
@@ -223,7 +225,7 @@ def _in_open_incident(incident: Incident, alert: Alert, *, now: datetime) -> Dec
     if alert.acknowledge:
         if incident.status is Status.OPEN:
             ack = IncidentAcknowledged(
-                incident_id=incident.id, by=f"{alert.source}:{alert.key}", occurred_at=now
+                incident_id=incident.id, by=f"{alert.source} ({alert.dedup_key})", occurred_at=now
             )
             return Decision(incident.id, [], [ack], opened=False, action="acknowledged")
         return Decision(incident.id, [], [], opened=False, action="recorded")

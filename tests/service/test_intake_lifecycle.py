@@ -109,7 +109,7 @@ async def test_who_may_do_what_and_what_does_not_exist() -> None:
         assert r.status_code == 412
 
 
-async def test_alerts_repeat_in_a_reopened_incident_but_never_in_a_resolved_one() -> None:
+async def test_an_alert_rejoins_its_reopened_incident_but_never_a_resolved_one() -> None:
     alert = {"title": "Disk full", "service": "db", "severity": "critical", "dedup_key": "d1"}
     ana = bearer(token(Role.RESPONDER, "ana"))
     async with intake() as i:
@@ -117,7 +117,11 @@ async def test_alerts_repeat_in_a_reopened_incident_but_never_in_a_resolved_one(
         await i.client.post(f"/v1/incidents/{incident}/resolve", headers=ana)
         await i.client.post(f"/v1/incidents/{incident}/reopen", json={"reason": "not fixed"}, headers=ana)
         r = await i.client.post("/v1/alerts", json=alert)
-        assert r.json()["action"] == "repeated" and r.json()["incident_id"] == incident
+        assert r.json()["action"] == "attached" and r.json()["incident_id"] == incident
+        assert (await i.client.post("/v1/alerts", json=alert)).json()["action"] == "repeated"
+        r = await i.client.post("/v1/alerts", json={**alert, "status": "resolved"})
+        assert r.json()["action"] == "resolved" and (await i.incident(incident))["status"] == "resolved"
+        await i.client.post(f"/v1/incidents/{incident}/reopen", headers=ana)
         await i.client.post(f"/v1/incidents/{incident}/resolve", headers=ana)
         r = await i.client.post("/v1/alerts", json=alert)
         assert r.json()["action"] == "opened" and r.json()["incident_id"] != incident
