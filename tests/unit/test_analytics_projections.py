@@ -187,3 +187,14 @@ def test_resolving_while_on_hold_closes_the_hold() -> None:
     )
     assert v is not None and v.on_hold_since is None
     assert v.holds == (((T0 + timedelta(minutes=10)).isoformat(), (T0 + timedelta(minutes=30)).isoformat()),)
+
+
+def test_what_senders_wrote_is_escaped_in_html_and_svg() -> None:
+    from services.analytics import charts
+
+    evil = "<script>alert(1)</script>"
+    v = IncidentView(id="inc-x", title=evil, service="s", opened_at=T0)
+    html = reports.html(reports.review(v, [], policy=AnalyticsPolicy(), now=T0))
+    assert evil not in html and "&lt;script&gt;" in html
+    svg = charts.bar_chart(evil, {evil: 1.0})
+    assert "<script>" not in svg
