@@ -23,7 +23,7 @@ class RangeInvalid(DomainError):
     title = "Invalid time range"
 
 
-def _aware(at: datetime, what: str) -> datetime:
+def aware(at: datetime, what: str) -> datetime:
     if at.tzinfo is None:
         raise RangeInvalid(f"{what}: give a UTC offset or Z ({at.isoformat()} has none)")
     return at.astimezone(UTC)
@@ -42,7 +42,7 @@ def shift_start(layer: Layer, k: int) -> datetime:
 
 def shift_index(layer: Layer, at: datetime) -> int:
     """The shift running at `at` (negative before the rotation starts)."""
-    at = _aware(at, "at")
+    at = aware(at, "at")
     local = at.astimezone(layer.zone).replace(tzinfo=None)
     k = (local - datetime.combine(layer.start, layer.handoff)) // layer.shift
     while shift_start(layer, k + 1) <= at:
@@ -74,7 +74,7 @@ def active(layer: Layer, at: datetime) -> bool:
 
 def layer_person(layer: Layer, at: datetime) -> str | None:
     """Who this layer puts on call at `at`: nobody before it starts or outside its restrictions."""
-    at = _aware(at, "at")
+    at = aware(at, "at")
     k = shift_index(layer, at)
     if k < 0 or not active(layer, at):
         return None
@@ -99,7 +99,7 @@ class OnCall:
 
 def who(schedule: Schedule, at: datetime) -> OnCall:
     """Overrides first (the latest listed wins), then the top-most layer with someone on call."""
-    at = _aware(at, "at")
+    at = aware(at, "at")
     for o in reversed(schedule.overrides):
         if o.start <= at < o.end:
             return OnCall(o.person, override=o)
@@ -141,7 +141,7 @@ def _breakpoints(schedule: Schedule, start: datetime, end: datetime) -> list[dat
 
 def shifts(schedule: Schedule, start: datetime, end: datetime) -> list[Shift]:
     """Who is on call from `start` to `end`, as consecutive shifts (gaps have person None)."""
-    start, end = _aware(start, "from"), _aware(end, "to")
+    start, end = aware(start, "from"), aware(end, "to")
     if end <= start:
         raise RangeInvalid("to must be after from")
     if end - start > MAX_RANGE:

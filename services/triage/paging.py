@@ -25,13 +25,18 @@ from shared.aggregates import Aggregates
 from shared.clock import Clock
 from shared.envelope import Checkpoint, Envelope
 from shared.events import (
+    EscalationStarted,
+    EscalationStopped,
     Event,
     IncidentAcknowledged,
     IncidentClosed,
     IncidentResolved,
     IncidentRouted,
+    PageRequested,
 )
 from shared.policy.oncall import OnCallPolicy
+from shared.service import credentials_from
+from shared.settings import Settings
 from shared.store import START, ConcurrencyError, EventStore, Write
 
 PREFIX = "escalation-"
@@ -58,6 +63,7 @@ class Paging:
     at: Checkpoint = START
     escalations: dict[str, Escalation] = field(default_factory=dict)
     due: dict[str, datetime] = field(default_factory=dict)
+    history: list[Event] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -142,6 +148,8 @@ class Paging:
                         incident_id = env.stream.removeprefix(PREFIX)
                         state = escalation.evolve(self.escalations.get(incident_id, Escalation()), env.event)
                         self.escalations[incident_id] = state
+                        if isinstance(env.event, EscalationStarted | EscalationStopped | PageRequested):
+                            self.history.append(env.event)  # what the on-call report counts
                         when = escalation.due(state)
                         if when is None:
                             self.due.pop(incident_id, None)
@@ -183,3 +191,10 @@ class Paging:
             if when is not None:
                 wait = min(wait, max((when - self.clock()).total_seconds(), 0.0))
             await self.store.wait_for_append(max(wait, 0.05), after=self.at)
+
+
+def paging_for(settings: Settings, policy: OnCallPolicy, handlers: TriageHandlers, clock: Clock) -> Paging:
+    """Paging as triage's app runs it: links signed with the secret every service holds, pointing
+    at intake's public URL."""
+    base = policy.ack_base_url or f"http://{settings.host}:{settings.intake_port}"
+    return Paging(handlers, policy, credentials_from(settings).secret, base, clock)

@@ -1,0 +1,245 @@
+"""On-call over HTTP: schedules and who is on call, shift lists, escalation policies (from the
+policy file), one incident's escalation, and the on-call report."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from services.triage import oncall, oncall_report
+from services.triage.paging import Paging, escalation_stream
+from shared.errors import NotFound
+from shared.policy.oncall import EscalationPolicy, Schedule
+from shared.web import Viewer
+
+When = Annotated[datetime | None, Query(description="An ISO 8601 instant with its offset; default: now")]
+
+
+class OnCallOut(BaseModel):
+    schedule_id: str
+    at: datetime
+    person: str | None
+    name: str
+    source: str
+    override_reason: str = ""
+
+
+class ShiftOut(BaseModel):
+    person: str | None
+    start: datetime
+    end: datetime
+    start_local: str
+    end_local: str
+    source: str
+
+
+class ShiftsOut(BaseModel):
+    schedule_id: str
+    timezone: str
+    start: datetime
+    end: datetime
+    shifts: list[ShiftOut]
+
+
+class ScheduleSummary(BaseModel):
+    id: str
+    name: str
+    team: str
+    timezone: str
+    layers: int
+    overrides: int
+    on_call_now: str | None
+
+
+class EscalationOut(BaseModel):
+    incident_id: str
+    policy_id: str
+    team: str
+    urgency: str
+    running: bool
+    step: int
+    round: int
+    next_due_at: datetime | None
+    stop_reason: str
+    stopped_by: str
+    events: list[dict[str, Any]]
+
+
+class SummaryOut(BaseModel):
+    count: int
+    mean_seconds: float | None
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class ReportOut(BaseModel):
+    start: datetime | None
+    end: datetime | None
+    pages: int
+    out_of_hours: int
+    mtta_by_team: dict[str, SummaryOut]
+    mtta_by_person: dict[str, SummaryOut]
+    pages_per_person_week: dict[str, dict[str, int]]
+    out_of_hours_pages: dict[str, int]
+
+
+def oncall_routes(paging: Paging) -> APIRouter:
+    router = APIRouter(tags=["on-call"])
+    policy = paging.policy
+
+    def schedule_or_404(schedule_id: str) -> Schedule:
+        found = policy.schedule(schedule_id)
+        if found is None:
+            raise NotFound(f"no schedule {schedule_id!r} in the policy")
+        return found
+
+    def name_of(person: str | None) -> str:
+        p = policy.person(person) if person is not None else None
+        return (p.name or p.id) if p is not None else ""
+
+    @router.get(
+        "/v1/schedules", response_model=list[ScheduleSummary], summary="Schedules, and who is on call now"
+    )
+    async def list_schedules(who: Viewer) -> list[ScheduleSummary]:
+        now = paging.clock()
+        return [
+            ScheduleSummary(
+                id=s.id,
+                name=s.name,
+                team=s.team,
+                timezone=s.timezone,
+                layers=len(s.layers),
+                overrides=len(s.overrides),
+                on_call_now=oncall.who(s, now).person,
+            )
+            for s in policy.schedules
+        ]
+
+    @router.get("/v1/schedules/{schedule_id}", summary="One schedule: layers and overrides")
+    async def get_schedule(schedule_id: str, who: Viewer) -> dict[str, Any]:
+        return schedule_or_404(schedule_id).model_dump(mode="json")
+
+    @router.get(
+        "/v1/schedules/{schedule_id}/oncall", response_model=OnCallOut, summary="Who is on call at a time"
+    )
+    async def on_call(schedule_id: str, who: Viewer, at: When = None) -> OnCallOut:
+        schedule = schedule_or_404(schedule_id)
+        instant = at if at is not None else paging.clock()
+        found = oncall.who(schedule, instant)
+        return OnCallOut(
+            schedule_id=schedule.id,
+            at=instant,
+            person=found.person,
+            name=name_of(found.person),
+            source=found.source,
+            override_reason=found.override.reason if found.override is not None else "",
+        )
+
+    @router.get(
+        "/v1/schedules/{schedule_id}/shifts", response_model=ShiftsOut, summary="Who is on call over a range"
+    )
+    async def shift_list(
+        schedule_id: str,
+        who: Viewer,
+        start: Annotated[datetime | None, Query(alias="from", description="default: now")] = None,
+        end: Annotated[datetime | None, Query(alias="to", description="default: a week after from")] = None,
+    ) -> ShiftsOut:
+        schedule = schedule_or_404(schedule_id)
+        begin = start if start is not None else paging.clock()
+        finish = end if end is not None else begin + timedelta(days=7)
+        zone = ZoneInfo(schedule.timezone)
+        found = oncall.shifts(schedule, begin, finish)
+        return ShiftsOut(
+            schedule_id=schedule.id,
+            timezone=schedule.timezone,
+            start=begin,
+            end=finish,
+            shifts=[
+                ShiftOut(
+                    person=s.person,
+                    start=s.start,
+                    end=s.end,
+                    start_local=s.start.astimezone(zone).isoformat(),
+                    end_local=s.end.astimezone(zone).isoformat(),
+                    source=s.source,
+                )
+                for s in found
+            ],
+        )
+
+    @router.get(
+        "/v1/escalation-policies", response_model=list[EscalationPolicy], summary="Escalation policies"
+    )
+    async def list_policies(who: Viewer) -> list[EscalationPolicy]:
+        return list(policy.escalation_policies)
+
+    @router.get("/v1/escalation-policies/{policy_id}", response_model=EscalationPolicy)
+    async def get_policy(policy_id: str, who: Viewer) -> EscalationPolicy:
+        found = policy.escalation_policy(policy_id)
+        if found is None:
+            raise NotFound(f"no escalation policy {policy_id!r}")
+        return found
+
+    @router.get(
+        "/v1/incidents/{incident_id}/escalation",
+        response_model=EscalationOut,
+        summary="An incident's escalation: who was paged, through what, when, and why it stopped",
+    )
+    async def get_escalation(incident_id: str, who: Viewer) -> EscalationOut:
+        envelopes = await paging.store.read(escalation_stream(incident_id))
+        if not envelopes:
+            raise NotFound(f"no escalation for incident {incident_id} (not routed to a team with a policy)")
+        state, _ = await paging.loads.load(escalation_stream(incident_id))
+        return EscalationOut(
+            incident_id=incident_id,
+            policy_id=state.policy_id,
+            team=state.team,
+            urgency=state.urgency,
+            running=state.running,
+            step=state.step,
+            round=state.round,
+            next_due_at=state.next_due_at,
+            stop_reason=state.stop_reason,
+            stopped_by=state.stopped_by,
+            events=[e.event.model_dump(mode="json") for e in envelopes],
+        )
+
+    @router.get(
+        "/v1/oncall/report",
+        response_model=ReportOut,
+        summary="MTTA per team and person, pages per person per week, pages outside business hours",
+    )
+    async def get_report(
+        who: Viewer,
+        start: Annotated[datetime | None, Query(alias="from")] = None,
+        end: Annotated[datetime | None, Query(alias="to")] = None,
+    ) -> ReportOut:
+        start = oncall.aware(start, "from") if start is not None else None
+        end = oncall.aware(end, "to") if end is not None else None
+        await paging.catch_up()
+        r = oncall_report.report(paging.history, policy, start=start, end=end)
+
+        def out(s: oncall_report.Summary) -> SummaryOut:
+            return SummaryOut(
+                count=s.count,
+                mean_seconds=s.mean_seconds,
+                median_seconds=s.median_seconds,
+                p90_seconds=s.p90_seconds,
+            )
+
+        return ReportOut(
+            start=start,
+            end=end,
+            pages=r.pages,
+            out_of_hours=r.out_of_hours,
+            mtta_by_team={k: out(v) for k, v in r.mtta_by_team.items()},
+            mtta_by_person={k: out(v) for k, v in r.mtta_by_person.items()},
+            pages_per_person_week=r.pages_per_person_week,
+            out_of_hours_pages=r.out_of_hours_pages,
+        )
+
+    return router

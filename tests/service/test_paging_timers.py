@@ -1,0 +1,272 @@
+"""Paging as a durable timer chain, driven by a fake clock: routing an incident pages the on-call,
+the next step fires once after its wait even when triage restarts in the middle, and an
+acknowledgement, a resolve or a reroute stops the chain at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.triage.app import create_app
+from services.triage.paging import Paging, escalation_stream
+from shared.acklinks import verify_ack
+from shared.bus.embedded import EmbeddedBus
+from shared.clock import FakeClock
+from shared.events import (
+    AlertAttached,
+    Event,
+    IncidentAcknowledged,
+    IncidentOpened,
+    IncidentResolved,
+    PageRequested,
+    Severity,
+)
+from shared.policy import Policy, parse_policy
+from shared.settings import Settings
+from shared.store import EventStore, append, open_store
+from shared.store.memory import MemoryStore
+from tests.helpers import eventually, running
+
+ADMIN, SECRET = "admin-token", "s" * 32
+T = datetime(2026, 3, 18, 9, tzinfo=UTC)  # a Wednesday, 10:00 in Berlin
+
+POLICY: Policy = parse_policy(
+    {
+        "triage": {
+            "services": {"db": {"team": "db"}},
+            "routing": [{"name": "network", "team": "net", "labels": {"area": "network"}}],
+        },
+        "oncall": {
+            "ack_base_url": "http://intake.test",
+            "people": [
+                {"id": "ann", "contacts": [{"kind": "email", "address": "ann@example.org"}]},
+                {"id": "bob", "contacts": [{"kind": "email", "address": "bob@example.org"}]},
+                {"id": "lead", "contacts": [{"kind": "slack", "address": "https://chat.example.org/lead"}]},
+                {"id": "nel", "contacts": [{"kind": "email", "address": "nel@example.org"}]},
+            ],
+            "schedules": [
+                {
+                    "id": "db-primary",
+                    "team": "db",
+                    "layers": [
+                        {"timezone": "Europe/Berlin", "start": "2026-03-16", "people": ["ann", "bob"]}
+                    ],
+                }
+            ],
+            "escalation_policies": [
+                {
+                    "id": "db",
+                    "teams": ["db"],
+                    "steps": [
+                        {"targets": [{"kind": "schedule", "id": "db-primary"}], "wait": 60},
+                        {"targets": [{"kind": "person", "id": "lead"}], "wait": 120},
+                    ],
+                },
+                {"id": "net", "teams": ["net"], "steps": [{"targets": [{"kind": "person", "id": "nel"}]}]},
+            ],
+        },
+    }
+)
+
+
+def opened(incident_id: str = "inc-1") -> IncidentOpened:
+    return IncidentOpened(
+        incident_id=incident_id,
+        title="Primary database down",
+        service="db",
+        severity=Severity.CRITICAL,
+        source="test",
+        reporter="test",
+        occurred_at=T,
+    )
+
+
+async def intake_event(intake: EventStore, event: Event) -> None:
+    await append(intake, f"incident-{event.partition_key}", [event], None)
+
+
+@asynccontextmanager
+async def triage(
+    tmp_path: Path, intake: MemoryStore, clock: FakeClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """Triage on its own SQLite file (the same file across restarts), following `intake`."""
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN, secret=SECRET)
+    store = open_store(f"sqlite://{tmp_path / 'triage.db'}", source="triage")
+    app = create_app(settings, store=store, bus=EmbeddedBus({"intake": intake}), clock=clock, policy=POLICY)
+    if not hasattr(app.state, "paging"):  # TEMPORARY until triage's create_app wires paging
+        from services.triage.oncall_api import oncall_routes
+        from services.triage.paging import paging_for
+
+        w = app.state.wiring
+        paging = paging_for(settings, POLICY.oncall, w.handler.__self__, clock)
+        w.handler = paging.on_event
+        w.workers["paging"] = paging.run
+        app.state.paging = paging
+        app.include_router(oncall_routes(paging))
+    async with running({"triage": app}, ADMIN) as clients:
+        yield clients["triage"], app
+
+
+async def escalation(app: Any, incident_id: str = "inc-1") -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for env in await app.state.store.read(escalation_stream(incident_id)):
+        e = env.event
+        match e.type:
+            case "EscalationStarted":
+                out.append((e.type, e.team, e.urgency))
+            case "EscalationStepReached":
+                out.append((e.type, e.step, e.due_at, tuple(e.paged)))
+            case "PageRequested":
+                out.append((e.type, e.person, e.step))
+            case "EscalationStopped":
+                out.append((e.type, e.reason, e.by))
+    return out
+
+
+def until(count: int, app: Any, incident_id: str = "inc-1") -> Any:
+    async def probe() -> list[tuple[Any, ...]] | None:
+        found = await escalation(app, incident_id)
+        return found if len(found) >= count else None
+
+    return probe
+
+
+async def test_the_chain_pages_escalates_once_across_a_restart_and_stops_on_acknowledge(
+    tmp_path: Path,
+) -> None:
+    intake = MemoryStore(source="intake")
+    clock = FakeClock(T)
+    await intake_event(intake, opened())
+
+    async with triage(tmp_path, intake, clock) as (client, app):
+        first = await eventually(until(3, app))
+        assert first == [
+            ("EscalationStarted", "db", "high"),
+            ("EscalationStepReached", 1, T, ("ann",)),
+            ("PageRequested", "ann", 1),
+        ]
+        [page] = [
+            e.event
+            for e in await app.state.store.read(escalation_stream("inc-1"))
+            if e.type == "PageRequested"
+        ]
+        assert isinstance(page, PageRequested)
+        assert [(c.kind, c.address) for c in page.contacts] == [("email", "ann@example.org")]
+        assert page.ack_url.startswith("http://intake.test/v1/ack/ack1.")
+        claim = verify_ack(SECRET, page.ack_url.rsplit("/", 1)[1], now=T)
+        assert (claim.incident_id, claim.person, claim.expires_at) == (
+            "inc-1",
+            "ann",
+            T + timedelta(hours=24),
+        )
+
+        clock.advance(seconds=59)
+        assert await app.state.paging.tick() == 0
+
+        r = await client.get("/v1/incidents/inc-1/escalation")
+        assert r.status_code == 200, r.text
+        assert r.json()["running"] and r.json()["next_due_at"] == "2026-03-18T09:01:00Z"
+
+    clock.advance(seconds=2)  # triage is down when step 2 falls due
+
+    async with triage(tmp_path, intake, clock) as (client, app):
+        after = await eventually(until(5, app))
+        assert after[3:] == [
+            ("EscalationStepReached", 2, T + timedelta(seconds=60), ("lead",)),
+            ("PageRequested", "lead", 2),
+        ]
+        # a second worker on the same store (another instance) finds nothing left to do
+        assert await app.state.paging.tick() == 0
+        assert await Paging(app.state.paging.handlers, POLICY.oncall, SECRET, "http://x", clock).tick() == 0
+
+        await intake_event(intake, IncidentAcknowledged(incident_id="inc-1", by="lead", occurred_at=clock()))
+        stopped = await eventually(until(6, app))
+        assert stopped[5] == ("EscalationStopped", "acknowledged", "lead")
+
+        clock.advance(minutes=30)  # long past the end of the chain: nothing more
+        assert await app.state.paging.tick() == 0
+        assert len(await escalation(app)) == 6
+        body = (await client.get("/v1/incidents/inc-1/escalation")).json()
+        assert (body["running"], body["stop_reason"], body["stopped_by"]) == (False, "acknowledged", "lead")
+
+        report = (await client.get("/v1/oncall/report")).json()
+        assert report["pages"] == 2 and report["out_of_hours"] == 0
+        assert report["mtta_by_team"]["db"]["median_seconds"] == 61
+        assert report["mtta_by_person"]["lead"]["count"] == 1
+        assert report["pages_per_person_week"] == {"ann": {"2026-W12": 1}, "lead": {"2026-W12": 1}}
+
+
+async def test_resolving_stops_the_chain_and_a_reroute_hands_it_to_the_new_team(tmp_path: Path) -> None:
+    intake = MemoryStore(source="intake")
+    clock = FakeClock(T)
+    await intake_event(intake, opened("inc-1"))
+    await intake_event(intake, opened("inc-2"))
+
+    async with triage(tmp_path, intake, clock) as (_, app):
+        await eventually(until(3, app, "inc-1"))
+        await eventually(until(3, app, "inc-2"))
+
+        await intake_event(
+            intake, IncidentResolved(incident_id="inc-1", by="ann", reason="failover", occurred_at=T)
+        )
+        done = await eventually(until(4, app, "inc-1"))
+        assert done[3] == ("EscalationStopped", "resolved", "ann")
+
+        network = AlertAttached(
+            incident_id="inc-2",
+            alert_key="k",
+            dedup_key="k",
+            title="packet loss",
+            severity=Severity.CRITICAL,
+            source="test",
+            reason="grouped",
+            labels={"area": "network"},
+            occurred_at=T,
+        )
+        await intake_event(intake, network)
+        moved = await eventually(until(7, app, "inc-2"))
+        assert moved[3:] == [
+            ("EscalationStopped", "rerouted", "routed to net"),
+            ("EscalationStarted", "net", "high"),
+            ("EscalationStepReached", 1, T, ("nel",)),
+            ("PageRequested", "nel", 1),
+        ]
+
+        clock.advance(minutes=5)
+        await app.state.paging.tick()
+        assert len(await escalation(app, "inc-1")) == 4  # resolved: no step 2
+
+
+async def test_schedules_answer_who_is_on_call_and_the_shift_list(tmp_path: Path) -> None:
+    intake = MemoryStore(source="intake")
+    async with triage(tmp_path, intake, FakeClock(T)) as (client, _):
+        now = (await client.get("/v1/schedules/db-primary/oncall")).json()
+        assert (now["person"], now["source"]) == ("ann", "layer layer")
+        later = (
+            await client.get("/v1/schedules/db-primary/oncall", params={"at": "2026-03-30T07:00:00Z"})
+        ).json()
+        assert later["person"] == "ann"  # the third week wraps round to ann, at 09:00 CEST
+        r = await client.get(
+            "/v1/schedules/db-primary/shifts",
+            params={"from": "2026-03-23T00:00:00Z", "to": "2026-04-01T00:00:00Z"},
+        )
+        assert r.status_code == 200, r.text
+        assert [(s["person"], s["start"], s["start_local"]) for s in r.json()["shifts"]] == [
+            ("ann", "2026-03-23T00:00:00Z", "2026-03-23T00:00:00+00:00"),
+            ("bob", "2026-03-23T08:00:00Z", "2026-03-23T08:00:00+00:00"),
+            ("ann", "2026-03-30T07:00:00Z", "2026-03-30T07:00:00+00:00"),
+        ]
+        assert (await client.get("/v1/schedules/nope/oncall")).status_code == 404
+        bad = await client.get("/v1/schedules/db-primary/oncall", params={"at": "2026-03-30T07:00:00"})
+        assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+        bad = await client.get(
+            "/v1/schedules/db-primary/shifts", params={"from": "2026-03-23T00:00:00Z", "to": "x"}
+        )
+        assert bad.status_code == 422
+        assert (await client.get("/v1/escalation-policies/db")).json()["steps"][0]["wait"] == "PT1M"
+        assert [s["on_call_now"] for s in (await client.get("/v1/schedules")).json()] == ["ann"]
