@@ -22,7 +22,7 @@ from services.intake.heartbeats import Heartbeat, Window, in_maintenance
 from services.intake.registry import Registry
 from shared.aggregates import Aggregates
 from shared.clock import Clock
-from shared.events import AlertStatus, CloudEventReceived, Event
+from shared.events import AlertChangeRecorded, AlertStatus, CloudEventReceived, Event
 from shared.store import ConcurrencyError, EventStore, Write
 
 MAX_CONFLICT_RETRIES = 100
@@ -141,6 +141,7 @@ class Intake:
     registry: Registry = field(default_factory=Registry)
     static_windows: Sequence[Window] = ()
     in_flight: int = 0
+    _catching_up: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pending: dict[str, Pending] = field(default_factory=dict)
     _draining: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -225,6 +226,27 @@ class Intake:
         committed = await self.store.commit([Write(stream, events, expected_version)])
         for env in committed.envelopes:
             self.registry.apply(env, count=False)
+
+    async def catch_up(self, page: int = 1000) -> None:
+        """Fold what intake's log holds beyond the registry's checkpoint into the registry."""
+        async with self._catching_up:
+            while True:
+                batch = await self.store.read_all(after=self.registry.checkpoint, limit=page)
+                for env in batch:
+                    self.registry.apply(env)
+                    self.registry.checkpoint = env.checkpoint
+                if len(batch) < page:
+                    return
+
+    async def record_change(self, change_id: str, change: AlertChangeRecorded) -> None:
+        """A change event goes on the timeline of every open incident of its service (where a
+        responder looks for "what changed?"), or, with none open, on its own stream; it opens nothing."""
+        await self.catch_up()
+        incidents = self.registry.open_incidents(change.service)
+        writes = [
+            Write(incident_stream(i), [change.model_copy(update={"incident_id": i})], None) for i in incidents
+        ]
+        await self.store.commit(writes or [Write(f"change-{change_id}", [change], 0)])
 
     async def heartbeat(
         self, name: str, *, timeout_seconds: int, service: str, integration_id: str

@@ -21,7 +21,10 @@ from shared.events import (
     HeartbeatExpired,
     HeartbeatReceived,
     HeartbeatRecovered,
+    IncidentClosed,
     IncidentOpened,
+    IncidentReopened,
+    IncidentResolved,
     IntegrationCreated,
     MaintenanceWindowScheduled,
     Severity,
@@ -150,7 +153,9 @@ class Registry:
     failures: dict[str, Failure] = field(default_factory=dict)
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
     windows: dict[str, Window] = field(default_factory=dict)
+    open_by_service: dict[str, dict[str, None]] = field(default_factory=dict)
     checkpoint: Checkpoint = (0, 0)
+    services: dict[str, str] = field(default_factory=dict)  # incident id -> its service
 
     def add(self, integration: Integration) -> None:
         self.integrations[integration.id] = integration
@@ -168,6 +173,17 @@ class Registry:
                 self.windows[event.window_id] = window_of(event)
             case HeartbeatReceived() | HeartbeatExpired() | HeartbeatRecovered():
                 self.heartbeat(event)
+            case IncidentOpened():
+                self.open_by_service.setdefault(event.service, {})[event.incident_id] = None
+                self.services[event.incident_id] = event.service
+            case IncidentReopened():
+                service = self.services.get(event.incident_id)
+                if service is not None:
+                    self.open_by_service.setdefault(service, {})[event.incident_id] = None
+            case IncidentResolved() | IncidentClosed():
+                service = self.services.get(event.incident_id)
+                if service is not None:
+                    self.open_by_service.get(service, {}).pop(event.incident_id, None)
         integration_id = getattr(event, "integration_id", "")
         if not count:
             return
@@ -179,6 +195,10 @@ class Registry:
             self.stats[integration_id] = tally(
                 self.stats.get(integration_id, Stats()), event, env.recorded_at
             )
+
+    def open_incidents(self, service: str) -> list[str]:
+        """The open incidents of a service as far as the log has been read, oldest first."""
+        return list(self.open_by_service.get(service, {}))
 
     def heartbeat(self, event: Event) -> None:
         name = str(getattr(event, "name", ""))

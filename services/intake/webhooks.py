@@ -275,7 +275,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
             return pd_invalid(str(e))
         change_id = uuid.uuid4().hex
         try:
-            await intake.record(f"change-{change_id}", [change], 0)
+            await intake.record_change(change_id, change)
         except StoreUnavailable:
             return pd_reply(429, PD_THROTTLED, {"Retry-After": "5"})
         return pd_reply(202, {"status": "success", "message": "Change event processed", "id": change_id})

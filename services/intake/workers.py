@@ -15,21 +15,14 @@ from shared.store import EventStore
 log = logging.getLogger("lynchpin.intake")
 
 
-async def follow_own_log(
-    store: EventStore, intake: Intake, caught_up: asyncio.Event, *, page: int = 1000
-) -> None:
+async def follow_own_log(store: EventStore, intake: Intake, caught_up: asyncio.Event) -> None:
     """Fold intake's log into the registry, from the start, then as it grows (a restart of this
     task resumes where the registry stands, so nothing counts twice)."""
-    registry = intake.registry
     while True:
-        batch = await store.read_all(after=registry.checkpoint, limit=page)
-        for env in batch:
-            registry.apply(env)
-            registry.checkpoint = env.checkpoint
-        if len(batch) < page:
-            caught_up.set()
-            await store.wait_for_append(1.0, after=registry.checkpoint)
-            _stop_if_cancelled()
+        await intake.catch_up()
+        caught_up.set()
+        await store.wait_for_append(1.0, after=intake.registry.checkpoint)
+        _stop_if_cancelled()
 
 
 def _stop_if_cancelled() -> None:

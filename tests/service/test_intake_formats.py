@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from shared.events import AlertAttached, IncidentOpened, IncidentResolved
+from shared.events import AlertAttached, AlertChangeRecorded, IncidentOpened, IncidentResolved
 from tests.service.test_intake_support import (
     ADMIN,
     KEY,
@@ -148,12 +148,30 @@ async def test_pagerduty_fixtures_trigger_acknowledge_resolve_and_change() -> No
 
         r = await i.client.post("/v2/change/enqueue", content=fixture("pagerduty_py_04_change_event.json"))
         assert r.status_code == 202 and r.json()["status"] == "success"
+        # On the timeline of each open incident of the integration's service; it opened nothing.
+        still_open = [
+            e.event.partition_key for e in await i.events("incident-") if e.type == "IncidentOpened"
+        ]
+        still_open = [x for x in still_open if x and (await i.incident(x))["status"] != "resolved"]
+
+        async def changes() -> list[Any]:
+            return [e.event for e in await i.events("incident-") if isinstance(e.event, AlertChangeRecorded)]
+
+        recorded = await changes()
+        assert sorted(c.incident_id for c in recorded) == sorted(still_open) and len(still_open) == 2
+        assert recorded[0].occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert recorded[0].summary == "Deployed checkout v2 (change event)"
+        assert len([e for e in await i.events("incident-") if e.type == "IncidentOpened"]) == 3
+
+
+async def test_a_change_event_with_no_open_incident_is_kept_under_its_service() -> None:
+    async with intake() as i:
+        r = await i.client.post("/v2/change/enqueue", content=fixture("pagerduty_py_04_change_event.json"))
+        assert r.status_code == 202 and r.json()["message"] == "Change event processed"
         [change] = await i.events("change-")
-        assert change.type == "AlertChangeRecorded" and change.event.partition_key == "default"
-        assert change.event.occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
-        assert (
-            len([e for e in await i.events("incident-") if e.type == "IncidentOpened"]) == 3
-        )  # opened nothing
+        assert isinstance(change.event, AlertChangeRecorded) and change.event.incident_id == ""
+        assert change.event.partition_key == "default"
+        assert await i.events("incident-") == []
 
 
 async def test_pagerduty_acknowledge_on_another_routing_key_is_dropped() -> None:
