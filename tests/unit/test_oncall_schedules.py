@@ -55,6 +55,14 @@ BERLIN_NIGHT = layer(
     start=date(2026, 10, 20),
     people=["ann", "bob"],
 )
+# Daily at 02:30 Berlin: on 2026-03-29 02:00-03:00 local does not happen.
+BERLIN_SPRING = layer(
+    rotation="daily",
+    handoff=time(2, 30),
+    timezone="Europe/Berlin",
+    start=date(2026, 3, 27),
+    people=["ann", "bob"],
+)
 # Business-hours layer on top: Monday to Friday 09:00-17:00 Berlin.
 BERLIN_OFFICE = layer(
     name="office",
@@ -113,6 +121,10 @@ def schedule(*layers: Layer, overrides: list[dict[str, Any]] | None = None) -> S
         ("repeated hour: the first 02:30", schedule(BERLIN_NIGHT), "2026-10-25 00:30", "bob"),
         ("repeated hour: the second 02:15", schedule(BERLIN_NIGHT), "2026-10-25 01:15", "bob"),
         ("the next hand-off, 02:30 CET", schedule(BERLIN_NIGHT), "2026-10-26 01:30", "ann"),
+        # Berlin 02:30 daily on the night 02:00-03:00 is skipped: read as CET, 01:30Z (03:30 CEST)
+        ("skipped hour: before the hand-off", schedule(BERLIN_SPRING), "2026-03-29 01:29", "bob"),
+        ("skipped hour: the hand-off", schedule(BERLIN_SPRING), "2026-03-29 01:30", "ann"),
+        ("the day after: 02:30 CEST", schedule(BERLIN_SPRING), "2026-03-30 00:30", "bob"),
         # layers: the office layer answers in business hours, the rotation beneath outside them
         ("office hours: top layer", schedule(BERLIN_WEEKLY, BERLIN_OFFICE), "2026-03-18 09:00", "dan"),
         ("evening: layer beneath", schedule(BERLIN_WEEKLY, BERLIN_OFFICE), "2026-03-18 16:00", "ann"),
