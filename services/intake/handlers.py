@@ -239,14 +239,17 @@ class Intake:
                     return
 
     async def record_change(self, change_id: str, change: AlertChangeRecorded) -> None:
-        """A change event goes on the timeline of every open incident of its service (where a
-        responder looks for "what changed?"), or, with none open, on its own stream; it opens nothing."""
+        """A change event is kept under its service (`change-<id>`, counted for its integration) and
+        copied onto the timeline of every open incident of that service, where a responder looks for
+        what changed. It opens nothing."""
         await self.catch_up()
-        incidents = self.registry.open_incidents(change.service)
-        writes = [
-            Write(incident_stream(i), [change.model_copy(update={"incident_id": i})], None) for i in incidents
+        copies = [
+            Write(
+                incident_stream(i), [change.model_copy(update={"incident_id": i, "integration_id": ""})], None
+            )
+            for i in self.registry.open_incidents(change.service)
         ]
-        await self.store.commit(writes or [Write(f"change-{change_id}", [change], 0)])
+        await self.store.commit([Write(f"change-{change_id}", [change], 0), *copies])
 
     async def heartbeat(
         self, name: str, *, timeout_seconds: int, service: str, integration_id: str

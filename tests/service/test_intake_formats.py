@@ -162,6 +162,9 @@ async def test_pagerduty_fixtures_trigger_acknowledge_resolve_and_change() -> No
         assert recorded[0].occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
         assert recorded[0].summary == "Deployed checkout v2 (change event)"
         assert len([e for e in await i.events("incident-") if e.type == "IncidentOpened"]) == 3
+        [kept] = await i.events("change-")
+        assert isinstance(kept.event, AlertChangeRecorded) and kept.event.partition_key == "default"
+        await i.counts("default", changes=1)
 
 
 async def test_a_change_event_with_no_open_incident_is_kept_under_its_service() -> None:
