@@ -161,6 +161,8 @@ async def test_maintenance_and_change_events_are_recorded_but_no_incident_appear
         alert = {"title": "Replica lag", "service": "db", "severity": "critical", "dedup_key": "lag"}
         r = await intake.post("/v1/alerts", json=alert, headers=key)
         assert r.json()["action"] == "suppressed"
+        down = {"title": "Checkout down", "service": "default", "severity": "high", "dedup_key": "down"}
+        open_id = (await intake.post("/v1/alerts", json=down, headers=key)).json()["incident_id"]
         await intake.post("/v2/change/enqueue", content=fixture("pagerduty_py_04_change_event.json"))
         marker = {"title": "After", "service": "api", "severity": "low", "dedup_key": "after"}
         after = (await intake.post("/v1/alerts", json=marker, headers=key)).json()["incident_id"]
@@ -170,7 +172,13 @@ async def test_maintenance_and_change_events_are_recorded_but_no_incident_appear
             return items if any(i["id"] == after for i in items) else None
 
         items = await eventually(listed)  # analytics has seen everything intake wrote before
-        assert [i["title"] for i in items] == ["After"]
+        assert sorted(i["title"] for i in items) == [
+            "After",
+            "Checkout down",
+        ]  # none for the suppressed alert
+        timeline = (await analytics.get(f"/v1/incidents/{open_id}")).json()["timeline"]
+        [change] = [e for e in timeline if e["type"] == "AlertChangeRecorded"]
+        assert "Deployed checkout v2" in change["summary"] and change["at"].startswith("2026-01-01")
 
         async def counted() -> bool:
             counts = (await intake.get("/v1/integrations/default")).json()["counts"]
