@@ -29,7 +29,6 @@ from shared.events import (
     IncidentReopened,
     IncidentResolved,
     IncidentResumed,
-    ServiceActivityRecorded,
     StormDetected,
 )
 from shared.policy.triage import TriagePolicy
@@ -156,18 +155,18 @@ class TriageHandlers:
     ) -> list[Write]:
         """Count the incident or alert on its service; a storm may propose the incident as major,
         and a recurrence may suggest a problem."""
-        now = env.event.occurred_at
         activity, activity_version = await self.activities.load(activity_stream(state.service))
-        seen = ServiceActivityRecorded(
+        seen, activity, found = major.note(
+            activity,
             service=state.service,
-            activity=kind,
+            kind=kind,
             incident_id=state.incident_id,
             fingerprint=fingerprint,
-            occurred_at=now,
+            at=env.event.occurred_at,
+            policy=self.policy,
         )
-        activity = evolve_activity(activity, seen)
+        now = seen.occurred_at
         service_events: list[Event] = [seen]
-        found = major.storm(activity, now, self.policy)
         if found is not None:
             proposal = major.storm_proposal(state, found, now, self.policy)
             events += proposal

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from services.triage.activity import ServiceActivity, in_window
+from services.triage.activity import ServiceActivity, alerts_in_window, evolve_activity, in_window
 from services.triage.state import Triage
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
@@ -16,6 +16,7 @@ from shared.events import (
     MajorIncidentProposed,
     MajorIncidentRejected,
     PostIncidentReviewRecorded,
+    ServiceActivityRecorded,
 )
 from shared.policy.triage import Criticality, TriagePolicy
 
@@ -157,39 +158,50 @@ class Storm:
         return f"storm: {self.count} {what} on service {service} within {self.window_minutes:g} minutes"
 
 
-def _quiet_since(activity: ServiceActivity, since: datetime, policy: TriagePolicy) -> bool:
-    """Whether, at some signal after `since`, both trailing windows were below their thresholds."""
-    rule = policy.major.storm
-    window = timedelta(minutes=rule.window_minutes)
-    times = sorted({s.at for s in (*activity.incidents, *activity.alerts) if s.at > since})
-    return any(
-        len(in_window(activity.incidents, t, window)) < rule.incidents
-        and len(in_window(activity.alerts, t, window)) < rule.alerts
-        for t in times
-    )
+def _counts(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> tuple[int, int]:
+    window = timedelta(minutes=policy.major.storm.window_minutes)
+    return len(in_window(activity.incidents, now, window)), alerts_in_window(activity, now, window)
 
 
 def storm(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> Storm | None:
     """A new storm on a service, given its activity including the newest signal (at `now`).
 
     A storm is `incidents` incidents or `alerts` alerts within the window. It is reported once:
-    a later storm needs the activity to have dropped below both thresholds in between."""
+    a later storm needs the service to have been below both thresholds in between (`calm`)."""
     rule = policy.major.storm
-    window = timedelta(minutes=rule.window_minutes)
-    found: Storm | None = None
-    for kind, signals, threshold in (
-        ("incident", activity.incidents, rule.incidents),
-        ("alert", activity.alerts, rule.alerts),
-    ):
-        count = len(in_window(signals, now, window))
-        if count >= threshold and found is None:
-            found = Storm(kind, count, rule.window_minutes)  # type: ignore[arg-type]
-    if found is None:
+    incidents, alerts = _counts(activity, now, policy)
+    if incidents >= rule.incidents:
+        found = Storm("incident", incidents, rule.window_minutes)
+    elif alerts >= rule.alerts:
+        found = Storm("alert", alerts, rule.window_minutes)
+    else:
         return None
-    since = activity.storm_at
-    if since is None:
-        return found
-    return found if _quiet_since(activity, since, policy) else None
+    return found if activity.storm_at is None or activity.calm else None
+
+
+def note(
+    activity: ServiceActivity,
+    *,
+    service: str,
+    kind: Literal["incident", "alert"],
+    incident_id: str,
+    fingerprint: str,
+    at: datetime,
+    policy: TriagePolicy,
+) -> tuple[ServiceActivityRecorded, ServiceActivity, Storm | None]:
+    """Count one incident or alert on a service: the event to record, the activity after it, and
+    the storm it starts, if any. Signals are recorded in time order, never before the last."""
+    at = activity.at_or_after_last(at)
+    seen = ServiceActivityRecorded(
+        service=service, activity=kind, incident_id=incident_id, fingerprint=fingerprint, occurred_at=at
+    )
+    after = evolve_activity(activity, seen)
+    if after.storm_at is not None and not after.calm:
+        incidents, alerts = _counts(after, at, policy)
+        if incidents < policy.major.storm.incidents and alerts < policy.major.storm.alerts:
+            seen = seen.model_copy(update={"calm": True})
+            after = evolve_activity(activity, seen)
+    return seen, after, storm(after, at, policy)
 
 
 def storm_proposal(state: Triage, found: Storm, now: datetime, policy: TriagePolicy) -> list[Event]:

@@ -153,7 +153,8 @@ def _must_exist(state: Problem) -> None:
 
 
 def _suggested_lately(activity: ServiceActivity, key: str, now: datetime, window: timedelta) -> bool:
-    return any(k == key and now - at < window for k, at in activity.suggested)
+    last = activity.suggested.get(key)
+    return last is not None and now - last < window
 
 
 def _suggestion(
@@ -187,7 +188,7 @@ def suggestions(
     if _suggested_lately(activity, key, now, window):
         return []
     if fingerprint:
-        signals = [s for s in in_window(activity.attachments, now, window) if s.fingerprint == fingerprint]
+        signals = in_window(activity.attachments.get(fingerprint, ()), now, window)
     else:
         signals = in_window(activity.incidents, now, window)
     if len({s.incident_id for s in signals}) < rule.recurrences:

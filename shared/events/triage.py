@@ -230,6 +230,10 @@ class ServiceActivityRecorded(Event):
     activity: Literal["incident", "alert"]
     incident_id: str
     fingerprint: str = ""
+    calm: bool = Field(
+        default=False,
+        description="After a storm: at this signal the service was below every storm threshold again",
+    )
 
     @property
     def partition_key(self) -> str | None:

@@ -225,37 +225,42 @@ def test_the_storm_rule(signals: list[tuple[str, int, str]], at: int, storm: tup
 def test_a_storm_is_reported_once_until_it_dies_down() -> None:
     from shared.events import StormDetected
 
-    signals = [("alert", m, "a") for m in range(5)]
-    state = activity(*signals)
-    state = evolve_activity(
-        state,
-        StormDetected(
-            incident_id="a",
-            service="payments",
-            activity="alert",
-            count=5,
-            window_minutes=10,
-            proposed=True,
-            occurred_at=NOW + timedelta(minutes=4),
-        ),
-    )
-    for minute in range(5, 30):  # the storm goes on: never a second report
-        state = evolve_activity(state, _alert(minute))
-        assert major.storm(state, NOW + timedelta(minutes=minute), POLICY) is None
-    state = evolve_activity(state, _alert(60))  # quiet for half an hour: the storm is over
-    for minute in range(61, 65):
-        state = evolve_activity(state, _alert(minute))
-    assert major.storm(state, NOW + timedelta(minutes=64), POLICY) is not None
+    state = ServiceActivity()
+    reports: list[int] = []
+
+    def alert(minute: int) -> None:
+        nonlocal state
+        at = NOW + timedelta(minutes=minute)
+        _, state, found = major.note(
+            state, service="payments", kind="alert", incident_id="a", fingerprint="fp", at=at, policy=POLICY
+        )
+        if found is not None:
+            reports.append(minute)
+            storm = StormDetected(
+                incident_id="a",
+                service="payments",
+                activity=found.activity,
+                count=found.count,
+                window_minutes=found.window_minutes,
+                proposed=True,
+                occurred_at=at,
+            )
+            state = evolve_activity(state, storm)
+
+    for minute in range(30):  # an alert a minute: the storm starts at the fifth and goes on
+        alert(minute)
+    for minute in range(60, 65):  # quiet for half an hour, then a new storm
+        alert(minute)
+    assert reports == [4, 64]
 
 
-def _alert(minute: int) -> ServiceActivityRecorded:
-    return ServiceActivityRecorded(
-        service="payments",
-        activity="alert",
-        incident_id="z",
-        fingerprint="fp",
-        occurred_at=NOW + timedelta(minutes=minute),
+def test_signals_are_recorded_in_time_order() -> None:
+    state = activity(("alert", 10, "a"))
+    seen, state, _ = major.note(
+        state, service="payments", kind="alert", incident_id="b", fingerprint="", at=NOW, policy=POLICY
     )
+    assert seen.occurred_at == NOW + timedelta(minutes=10)
+    assert state.alert_times == (NOW + timedelta(minutes=10),) * 2
 
 
 def test_a_storm_does_not_propose_an_incident_already_major() -> None:
