@@ -3,18 +3,24 @@ policy file), one incident's escalation, and the on-call report."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, ConfigDict
 
 from services.triage import oncall, oncall_report
-from services.triage.paging import Paging, escalation_stream
-from shared.errors import NotFound
-from shared.policy.oncall import EscalationPolicy, Schedule
-from shared.web import Viewer
+from services.triage.paging import Paging, escalation_stream, overrides_stream
+from shared.errors import DomainError, NotFound
+from shared.events import OnCallOverrideAdded, OnCallOverrideRemoved
+from shared.policy.oncall import EscalationPolicy, Schedule, Slug, Text
+from shared.store import Write
+from shared.web import Responder, Viewer
+
+NAMESPACE = uuid.UUID("5b0f6f0c-3f5e-4f7e-9a3c-0c1d2e3f4a5b")
+IdempotencyKey = Annotated[str | None, Header(max_length=255)]
 
 When = Annotated[datetime | None, Query(description="An ISO 8601 instant with its offset; default: now")]
 
@@ -55,6 +61,30 @@ class ScheduleSummary(BaseModel):
     on_call_now: str | None
 
 
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    person: Slug
+    start: datetime
+    end: datetime
+    reason: Text = ""
+
+
+class OverrideOut(BaseModel):
+    id: str | None = None
+    person: str
+    start: datetime
+    end: datetime
+    reason: str
+    source: str
+    by: str = ""
+
+
+class OverrideInvalid(DomainError):
+    status = 422
+    title = "Invalid override"
+
+
 class EscalationOut(BaseModel):
     incident_id: str
     policy_id: str
@@ -92,7 +122,7 @@ def oncall_routes(paging: Paging) -> APIRouter:
     policy = paging.policy
 
     def schedule_or_404(schedule_id: str) -> Schedule:
-        found = policy.schedule(schedule_id)
+        found = paging.effective().schedule(schedule_id)
         if found is None:
             raise NotFound(f"no schedule {schedule_id!r} in the policy")
         return found
@@ -105,6 +135,7 @@ def oncall_routes(paging: Paging) -> APIRouter:
         "/v1/schedules", response_model=list[ScheduleSummary], summary="Schedules, and who is on call now"
     )
     async def list_schedules(who: Viewer) -> list[ScheduleSummary]:
+        await paging.catch_up()
         now = paging.clock()
         return [
             ScheduleSummary(
@@ -116,17 +147,19 @@ def oncall_routes(paging: Paging) -> APIRouter:
                 overrides=len(s.overrides),
                 on_call_now=oncall.who(s, now).person,
             )
-            for s in policy.schedules
+            for s in paging.effective().schedules
         ]
 
     @router.get("/v1/schedules/{schedule_id}", summary="One schedule: layers and overrides")
     async def get_schedule(schedule_id: str, who: Viewer) -> dict[str, Any]:
+        await paging.catch_up()
         return schedule_or_404(schedule_id).model_dump(mode="json")
 
     @router.get(
         "/v1/schedules/{schedule_id}/oncall", response_model=OnCallOut, summary="Who is on call at a time"
     )
     async def on_call(schedule_id: str, who: Viewer, at: When = None) -> OnCallOut:
+        await paging.catch_up()
         schedule = schedule_or_404(schedule_id)
         instant = at if at is not None else paging.clock()
         found = oncall.who(schedule, instant)
@@ -148,6 +181,7 @@ def oncall_routes(paging: Paging) -> APIRouter:
         start: Annotated[datetime | None, Query(alias="from", description="default: now")] = None,
         end: Annotated[datetime | None, Query(alias="to", description="default: a week after from")] = None,
     ) -> ShiftsOut:
+        await paging.catch_up()
         schedule = schedule_or_404(schedule_id)
         begin = start if start is not None else paging.clock()
         finish = end if end is not None else begin + timedelta(days=7)
@@ -170,6 +204,92 @@ def oncall_routes(paging: Paging) -> APIRouter:
                 for s in found
             ],
         )
+
+    @router.get(
+        "/v1/schedules/{schedule_id}/overrides",
+        response_model=list[OverrideOut],
+        summary="Overrides: the policy file's (no id) and those added over the API",
+    )
+    async def list_overrides(schedule_id: str, who: Viewer) -> list[OverrideOut]:
+        await paging.catch_up()
+        schedule_or_404(schedule_id)
+        base = policy.schedule(schedule_id)
+        out = [
+            OverrideOut(person=o.person, start=o.start, end=o.end, reason=o.reason, source="policy")
+            for o in (base.overrides if base is not None else [])
+        ]
+        for o in paging.overrides.get(schedule_id, {}).values():
+            out.append(
+                OverrideOut(
+                    id=o.override_id,
+                    person=o.person,
+                    start=o.start,
+                    end=o.end,
+                    reason=o.reason,
+                    source="api",
+                    by=o.by,
+                )
+            )
+        return out
+
+    @router.post(
+        "/v1/schedules/{schedule_id}/overrides",
+        status_code=201,
+        response_model=OverrideOut,
+        summary="Someone covers the schedule for a while (Idempotency-Key honoured)",
+    )
+    async def add_override(
+        schedule_id: str, body: OverrideIn, who: Responder, idempotency_key: IdempotencyKey = None
+    ) -> OverrideOut:
+        await paging.catch_up()
+        schedule_or_404(schedule_id)
+        if policy.person(body.person) is None:
+            raise OverrideInvalid(f"person: no person {body.person!r} in the on-call policy")
+        start, end = oncall.aware(body.start, "start"), oncall.aware(body.end, "end")
+        if end <= start:
+            raise OverrideInvalid("end: must be after start")
+        if end - start > oncall.MAX_RANGE:
+            raise OverrideInvalid(f"end: an override lasts at most {oncall.MAX_RANGE.days} days")
+        override_id = (
+            uuid.uuid5(NAMESPACE, f"{schedule_id}|{who.subject}|{idempotency_key}").hex
+            if idempotency_key
+            else uuid.uuid4().hex
+        )
+        known = paging.overrides.get(schedule_id, {}).get(override_id)
+        if known is None:
+            known = OnCallOverrideAdded(
+                override_id=override_id,
+                schedule_id=schedule_id,
+                person=body.person,
+                start=start,
+                end=end,
+                reason=body.reason,
+                by=who.subject,
+                occurred_at=paging.clock(),
+            )
+            await paging.store.commit([Write(overrides_stream(schedule_id), [known], None)])
+            await paging.catch_up()
+        return OverrideOut(
+            id=known.override_id,
+            person=known.person,
+            start=known.start,
+            end=known.end,
+            reason=known.reason,
+            source="api",
+            by=known.by,
+        )
+
+    @router.delete("/v1/schedules/{schedule_id}/overrides/{override_id}", status_code=204)
+    async def remove_override(schedule_id: str, override_id: str, who: Responder) -> Response:
+        await paging.catch_up()
+        if override_id not in paging.overrides.get(schedule_id, {}):
+            raise NotFound(f"no override {override_id} added over the API on schedule {schedule_id!r}")
+        removed = OnCallOverrideRemoved(
+            override_id=override_id, schedule_id=schedule_id, by=who.subject, occurred_at=paging.clock()
+        )
+        await paging.store.commit([Write(overrides_stream(schedule_id), [removed], None)])
+        await paging.catch_up()
+        return Response(status_code=204)
 
     @router.get(
         "/v1/escalation-policies", response_model=list[EscalationPolicy], summary="Escalation policies"

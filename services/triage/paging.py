@@ -32,14 +32,21 @@ from shared.events import (
     IncidentClosed,
     IncidentResolved,
     IncidentRouted,
+    OnCallOverrideAdded,
+    OnCallOverrideRemoved,
     PageRequested,
 )
-from shared.policy.oncall import OnCallPolicy
+from shared.policy.oncall import OnCallPolicy, Override
 from shared.service import credentials_from
 from shared.settings import Settings
 from shared.store import START, ConcurrencyError, EventStore, Write
 
 PREFIX = "escalation-"
+OVERRIDES = "oncall-schedule-"
+
+
+def overrides_stream(schedule_id: str) -> str:
+    return f"{OVERRIDES}{schedule_id}"
 
 
 def escalation_stream(incident_id: str) -> str:
@@ -64,6 +71,8 @@ class Paging:
     escalations: dict[str, Escalation] = field(default_factory=dict)
     due: dict[str, datetime] = field(default_factory=dict)
     history: list[Event] = field(default_factory=list)
+    overrides: dict[str, dict[str, OnCallOverrideAdded]] = field(default_factory=dict)
+    _effective: OnCallPolicy | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -155,7 +164,30 @@ class Paging:
                             self.due.pop(incident_id, None)
                         else:
                             self.due[incident_id] = when
+                    elif env.stream.startswith(OVERRIDES):
+                        self._override(env.event)
                     self.at = env.checkpoint
+
+    def _override(self, event: Event) -> None:
+        match event:
+            case OnCallOverrideAdded():
+                self.overrides.setdefault(event.schedule_id, {})[event.override_id] = event
+            case OnCallOverrideRemoved():
+                self.overrides.get(event.schedule_id, {}).pop(event.override_id, None)
+        self._effective = None
+
+    def effective(self) -> OnCallPolicy:
+        """The policy file's on-call section with the overrides added over the API."""
+        if self._effective is None:
+            schedules = []
+            for s in self.policy.schedules:
+                added = [
+                    Override(start=o.start, end=o.end, person=o.person, reason=o.reason)
+                    for o in self.overrides.get(s.id, {}).values()
+                ]
+                schedules.append(s.model_copy(update={"overrides": [*s.overrides, *added]}) if added else s)
+            self._effective = self.policy.model_copy(update={"schedules": schedules})
+        return self._effective
 
     def next_due(self) -> datetime | None:
         return min(self.due.values(), default=None)
@@ -168,7 +200,7 @@ class Paging:
         for incident_id in [i for i, when in self.due.items() if when <= now]:
             stream = escalation_stream(incident_id)
             state, version = await self.loads.load(stream)
-            events = escalation.reach_step(state, self.policy, now=now, link=self.link(incident_id, now))
+            events = escalation.reach_step(state, self.effective(), now=now, link=self.link(incident_id, now))
             if not events:
                 continue
             try:

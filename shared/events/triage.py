@@ -389,6 +389,35 @@ class EscalationStopped(IncidentEvent):
     service: str = ""
 
 
+class OnCallOverrideAdded(Event):
+    """Someone covers schedule `schedule_id` from `start` to `end` (added over the API; overrides in
+    the policy file need no event)."""
+
+    type: Literal["OnCallOverrideAdded"] = "OnCallOverrideAdded"
+    override_id: str
+    schedule_id: str
+    person: str
+    start: datetime
+    end: datetime
+    reason: str = ""
+    by: str
+
+    @property
+    def partition_key(self) -> str | None:
+        return f"schedule:{self.schedule_id}"
+
+
+class OnCallOverrideRemoved(Event):
+    type: Literal["OnCallOverrideRemoved"] = "OnCallOverrideRemoved"
+    override_id: str
+    schedule_id: str
+    by: str
+
+    @property
+    def partition_key(self) -> str | None:
+        return f"schedule:{self.schedule_id}"
+
+
 EVENTS: tuple[type[Event], ...] = (
     PriorityAssigned,
     PriorityChanged,
@@ -418,4 +447,6 @@ EVENTS: tuple[type[Event], ...] = (
     EscalationStepReached,
     PageRequested,
     EscalationStopped,
+    OnCallOverrideAdded,
+    OnCallOverrideRemoved,
 )

@@ -270,3 +270,43 @@ async def test_schedules_answer_who_is_on_call_and_the_shift_list(tmp_path: Path
         assert bad.status_code == 422
         assert (await client.get("/v1/escalation-policies/db")).json()["steps"][0]["wait"] == "PT1M"
         assert [s["on_call_now"] for s in (await client.get("/v1/schedules")).json()] == ["ann"]
+
+
+async def test_an_override_added_over_the_api_is_who_gets_paged(tmp_path: Path) -> None:
+    intake = MemoryStore(source="intake")
+    clock = FakeClock(T)
+    async with triage(tmp_path, intake, clock) as (client, _):
+        cover = {
+            "person": "bob",
+            "start": "2026-03-18T08:00:00Z",
+            "end": "2026-03-18T12:00:00Z",
+            "reason": "ann ill",
+        }
+        r = await client.post(
+            "/v1/schedules/db-primary/overrides", json=cover, headers={"Idempotency-Key": "k1"}
+        )
+        assert r.status_code == 201, r.text
+        override_id = r.json()["id"]
+        again = await client.post(
+            "/v1/schedules/db-primary/overrides", json=cover, headers={"Idempotency-Key": "k1"}
+        )
+        assert again.json()["id"] == override_id
+        listed = (await client.get("/v1/schedules/db-primary/overrides")).json()
+        assert [(o["id"], o["person"], o["source"]) for o in listed] == [(override_id, "bob", "api")]
+        now = (await client.get("/v1/schedules/db-primary/oncall")).json()
+        assert (now["person"], now["source"], now["override_reason"]) == ("bob", "override", "ann ill")
+
+        bad = await client.post("/v1/schedules/db-primary/overrides", json={**cover, "person": "zed"})
+        assert bad.status_code == 422 and "zed" in bad.json()["detail"]
+        bad = await client.post("/v1/schedules/db-primary/overrides", json={**cover, "end": cover["start"]})
+        assert bad.status_code == 422
+        assert (await client.post("/v1/schedules/nope/overrides", json=cover)).status_code == 404
+
+    async with triage(tmp_path, intake, clock) as (client, app):  # overrides survive a restart
+        await intake_event(intake, opened())
+        found = await eventually(until(3, app))
+        assert found[1] == ("EscalationStepReached", 1, T, ("bob",))
+
+        assert (await client.delete(f"/v1/schedules/db-primary/overrides/{override_id}")).status_code == 204
+        assert (await client.get("/v1/schedules/db-primary/oncall")).json()["person"] == "ann"
+        assert (await client.delete(f"/v1/schedules/db-primary/overrides/{override_id}")).status_code == 404
