@@ -311,7 +311,7 @@ def create_app(
         default_service=policy.default_service,
         resolve_rule=policy.resolve_rule,
     )
-    senders = Senders(intake.registry, credentials, clock, default, caught_up)
+    senders = Senders(intake.registry, credentials, clock, default, intake.catch_up)
     wiring = Wiring(
         name="intake",
         settings=settings,

@@ -6,10 +6,9 @@ through the built-in `default` integration."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
@@ -19,7 +18,6 @@ from shared.clock import Clock
 from shared.errors import DomainError
 from shared.web import bearer
 
-CATCH_UP_WAIT = 5.0
 GRAFANA_SIGNATURE_HEADERS = ("x-grafana-alert-signature", "x-grafana-alerting-signature")
 
 
@@ -39,13 +37,13 @@ class Senders:
         credentials: Credentials,
         clock: Clock,
         default: Integration,
-        caught_up: asyncio.Event,
+        refresh: Callable[[], Awaitable[None]],
     ) -> None:
         self.registry = registry
         self.credentials = credentials
         self.clock = clock
         self.default = default
-        self.caught_up = caught_up
+        self.refresh = refresh
 
     def _find(self, token: str) -> Integration | None:
         found = self.registry.by_hash.get(hash_secret(token))
@@ -62,10 +60,9 @@ class Senders:
                 "an integration key is required: Authorization: Bearer <key>, X-Lynchpin-Key or ?key="
             )
         found = self._find(token)
-        if found is None and not self.caught_up.is_set():
-            # Just started: the integrations are still being read from the log.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.caught_up.wait(), CATCH_UP_WAIT)
+        if found is None:
+            # Created a moment ago on another instance, or this one is just starting: read the log.
+            await self.refresh()
             found = self._find(token)
         if found is None:
             raise Unauthorized("unknown integration key")

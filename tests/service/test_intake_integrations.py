@@ -137,3 +137,12 @@ async def test_integration_rules_resolve_first_and_severity_map() -> None:
         )
         state = await i.incident(incident)
         assert state["status"] == "resolved" and len(state["firing_alerts"]) == 2  # the first one resolved
+
+
+async def test_a_key_created_on_one_instance_works_at_once_on_another() -> None:
+    store = MemoryStore(source="intake")
+    async with intake(store=store) as first, intake(store=store) as second:
+        _, key = await first.integration(**NEW)
+        body = fixture("alertmanager_webhook_01_firing_DiskFull.json")
+        r = await second.client.post(AM, content=body, headers=bearer(key))
+        assert r.status_code == 202, r.text
