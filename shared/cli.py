@@ -229,17 +229,26 @@ def incidents_list(
     status: Annotated[str | None, typer.Option(help="open, acknowledged, resolved...")] = None,
     priority: Annotated[str | None, typer.Option(help="P1..P5")] = None,
     service: Annotated[str | None, typer.Option(help="Only this service's incidents.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Per page.")] = 50,
+    every: Annotated[bool, typer.Option("--all", help="Follow every page, not only the first.")] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Incidents, newest first (from analytics)."""
-    params = {"status": status, "priority": priority, "service": service, "limit": limit}
-    page = call(ctx, "analytics", "GET", "/v1/incidents", params=params)
+    params: dict[str, Any] = {"status": status, "priority": priority, "service": service, "limit": limit}
+    items: list[dict[str, Any]] = []
+    with Console(stderr=True).status("Fetching incidents...") as waiting:
+        while True:
+            page = call(ctx, "analytics", "GET", "/v1/incidents", params=params)
+            items += page.get("items", [])
+            params["cursor"] = page.get("next")
+            waiting.update(f"Fetching incidents... {len(items)}")
+            if not every or params["cursor"] is None:
+                break
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": params["cursor"]})
         return
-    items = page.get("items", [])
-    table = Table(title=f"{len(items)} incident(s)" + (" (more: raise --limit)" if page.get("next") else ""))
+    more = " (more: --all, or raise --limit)" if params["cursor"] else ""
+    table = Table(title=f"{len(items)} incident(s){more}")
     for column in ("id", "priority", "status", "service", "title", "opened", "alerts", "major"):
         table.add_column(column, no_wrap=column in ("id", "opened"), overflow="fold")
     for i in items:

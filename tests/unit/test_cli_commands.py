@@ -225,3 +225,25 @@ def test_healthcheck_asks_the_local_service_on_its_configured_port() -> None:
     assert not_ready.exit_code == 1
     assert seen == ["http://127.0.0.1:9002/healthz", "http://127.0.0.1:9002/readyz"]
     assert run(health, "healthcheck", "billing").exit_code == 1
+
+
+def test_incidents_list_all_follows_the_cursor_to_the_last_page() -> None:
+    pages = {
+        None: {"items": [{"id": "a"}, {"id": "b"}], "next": "c2"},
+        "c2": {"items": [{"id": "c"}], "next": None},
+    }
+    asked: list[str | None] = []
+
+    def analytics(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("cursor")
+        asked.append(cursor)
+        return httpx.Response(200, json=pages[cursor])
+
+    env = {"LYNCHPIN_ANALYTICS_URL": "http://analytics"}
+    first = json.loads(run(analytics, "incidents", "list", "--json", "--limit", "2", env=env).stdout)
+    assert [i["id"] for i in first["items"]] == ["a", "b"] and first["next"] == "c2"
+    every = json.loads(run(analytics, "incidents", "list", "--all", "--json", env=env).stdout)
+    assert [i["id"] for i in every["items"]] == ["a", "b", "c"] and every["next"] is None
+    assert asked == [None, None, "c2"]
+    table = run(analytics, "incidents", "list", env=env)
+    assert "2 incident(s) (more: --all" in table.stdout
