@@ -252,6 +252,18 @@ def addressees(state: CommsIncident, kind: str, directory: Directory, policy: Co
     return list(out.values())
 
 
+def paged(data: Mapping[str, Any]) -> list[Addressee]:
+    """An on-call page goes to every contact method the page names (not one with fallbacks)."""
+    person = str(data.get("person") or "")
+    name = str(data.get("name") or person)
+    out = []
+    for c in data.get("contacts") or []:
+        if isinstance(c, Mapping) and c.get("kind") and c.get("address"):
+            target = ChannelTarget(kind=str(c["kind"]), address=str(c["address"]))
+            out.append(Addressee(person, name, "responders", target))
+    return out
+
+
 def for_audience(state: CommsIncident, audience: str, directory: Directory) -> list[Addressee]:
     """A status update's recipients: that audience's subscribers and everyone in it told earlier."""
     audiences = list(AUDIENCES) if audience == "all" else [audience]
@@ -432,6 +444,8 @@ def react(
         after = evolve(after, tune)
     if fact.kind == "PriorityAssigned" and state.priority:
         return Reaction(events, after, [])  # prioritised again: not a new incident
+    if fact.kind == "PageRequested":
+        return Reaction(events, after, paged(fact.data))
     return Reaction(events, after, addressees(after, fact.kind, directory, policy))
 
 

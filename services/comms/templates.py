@@ -43,6 +43,10 @@ HEADLINES: Mapping[str, str] = {
     "{% if event.reason %}: {{ event.reason }}{% endif %}.",
     "IncidentReopened": "Reopened{% if event.reason %}: {{ event.reason }}{% endif %}.",
     "IncidentClosed": "Closed.",
+    "PageRequested": "You are paged for incident {{ incident.id }} on"
+    " {{ incident.service or event.service }}: {{ incident.title or event.title }}"
+    " (priority {{ incident.priority or event.priority }}, escalation step {{ event.step }}).\n"
+    "Acknowledge: {{ event.ack_url }} (valid until {{ event.ack_expires_at }})",
     "StatusUpdatePublished": "Status update: {{ update.text }}",
     "StatusUpdateOverdue": "The status update due at {{ event.due_at }} is overdue ({{ event.level }}):"
     " please publish one now.",
@@ -53,6 +57,8 @@ HEADLINES: Mapping[str, str] = {
 SUBJECTS: Mapping[str, str] = {
     "PriorityAssigned": "[{{ incident.priority }}] {{ incident.title }} ({{ incident.service }})",
     "IncidentResolved": "[resolved] {{ incident.title or 'incident ' ~ incident.id }}",
+    "PageRequested": "[page] [{{ incident.priority or event.priority }}] {{ incident.title or event.title }}"
+    " ({{ incident.service or event.service }})",
     "StatusUpdatePublished": "[update] {{ incident.title or 'incident ' ~ incident.id }}",
     "StatusUpdateOverdue": "[{{ event.level }}] status update overdue: {{ incident.title or incident.id }}",
     "Digest": "{{ event.count }} incident notifications held back",

@@ -169,7 +169,9 @@ class CoalescePolicy(BaseModel):
 
     window: timedelta = timedelta(minutes=1)
     max_per_window: int = Field(default=5, ge=1)
-    exempt: list[str] = Field(default_factory=lambda: ["StatusUpdatePublished", "StatusUpdateOverdue"])
+    exempt: list[str] = Field(
+        default_factory=lambda: ["StatusUpdatePublished", "StatusUpdateOverdue", "PageRequested"]
+    )
 
 
 class RetryPolicy(BaseModel):

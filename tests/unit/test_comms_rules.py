@@ -454,3 +454,31 @@ def test_webhook_urls_are_shown_without_their_secret_path() -> None:
 
     assert redact("https://hooks.slack.example/services/T000/B000/XXXX") == "https://hooks.slack.example/..."
     assert redact("ops@example.org") == "ops@example.org"
+
+
+def test_an_on_call_page_reaches_every_contact_with_its_acknowledge_link() -> None:
+    contacts = [
+        {"kind": "email", "address": "ann@x.org"},
+        {"kind": "slack", "address": "https://hooks.x.org/a"},
+    ]
+    page = fact(
+        "PageRequested", person="ann", name="Ann", step=1, contacts=contacts, ack_url="https://lp/v1/ack/x"
+    )
+    reaction = domain.react(incident(), page, directory=BOOK, policy=POLICY, now=T0)
+    assert [(a.stakeholder, a.target.kind) for a in reaction.to] == [("ann", "email"), ("ann", "slack")]
+    assert all(a.fallback is None for a in reaction.to)
+    ctx = {"incident": incident().context(), "event": page.data, "update": {}, "recipient": {}}
+    message = Templates().render("PageRequested", "responders", "email", ctx)
+    assert message.subject == "[page] [P1] API down (api)" and "https://lp/v1/ack/x" in message.body
+    busy = domain.RecipientState(recent=(T0,) * 10)
+    out = domain.notify(
+        incident(),
+        cause_event_id="p",
+        kind="PageRequested",
+        to=reaction.to,
+        recipients={a.key: busy for a in reaction.to},
+        render=render,
+        policy=POLICY,
+        now=T0,
+    )
+    assert all(isinstance(e, NotificationPlanned) for e in out.incident)  # pages are never held back
