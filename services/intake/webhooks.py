@@ -17,9 +17,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.domain import Alert, Decision
+from services.intake.examples import AM_EXAMPLE, CE_EXAMPLE, DATADOG_EXAMPLE, PD_EXAMPLE, body_of
 from services.intake.handlers import Intake
 from services.intake.parsers import Context, Malformed, alertmanager, cloudevents, datadog, decode
 from services.intake.parsers import pagerduty as pd
+from services.intake.parsers.cloudevents import STRUCTURED
 from services.intake.registry import Integration
 from services.intake.senders import Senders, check_signature
 from shared.errors import DomainError
@@ -156,6 +158,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         status_code=202,
         response_model=AcceptedMany,
         summary="Prometheus Alertmanager webhook (version 4)",
+        openapi_extra=body_of("An Alertmanager webhook notification", AM_EXAMPLE),
     )
     async def alertmanager_webhook(request: Request) -> AcceptedMany:
         return await native(request, "alertmanager", alertmanager.parse)
@@ -165,6 +168,9 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         status_code=202,
         response_model=AcceptedMany,
         summary="Grafana alerting webhook contact point (version 1); HMAC-signed when configured",
+        openapi_extra=body_of(
+            "A Grafana webhook notification", {**AM_EXAMPLE, "version": "1", "state": "alerting"}
+        ),
     )
     async def grafana_webhook(request: Request) -> AcceptedMany:
         return await native(request, "grafana", alertmanager.parse, signed=True)
@@ -174,6 +180,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         status_code=202,
         response_model=AcceptedMany,
         summary="Datadog webhook, with the payload template from docs/integrations.md",
+        openapi_extra=body_of("Our Datadog template (see docs/integrations.md), filled in", DATADOG_EXAMPLE),
     )
     async def datadog_webhook(request: Request) -> AcceptedMany:
         return await native(request, "datadog", lambda body, ctx: [datadog.parse(body, ctx)])
@@ -183,6 +190,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         status_code=202,
         response_model=AcceptedMany,
         summary="CloudEvents 1.0: structured, batch or binary mode",
+        openapi_extra=body_of("A CloudEvent (or a JSON array of them in batch mode)", CE_EXAMPLE, STRUCTURED),
     )
     async def cloudevents_webhook(request: Request) -> AcceptedMany:
         integration = await senders.of(request)
@@ -229,6 +237,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         "/v2/enqueue",
         status_code=202,
         summary="PagerDuty Events API v2 drop-in: trigger, acknowledge, resolve",
+        openapi_extra=body_of("A PagerDuty Events API v2 event", PD_EXAMPLE),
         responses={400: {}, 401: {}, 429: {}},
     )
     async def pagerduty_enqueue(request: Request) -> JSONResponse:
@@ -257,6 +266,9 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         "/v2/change/enqueue",
         status_code=202,
         summary="PagerDuty change events: recorded on the timeline, they open nothing",
+        openapi_extra=body_of(
+            "A PagerDuty change event", {"routing_key": "lpk_...", "payload": {"summary": "Deployed v2"}}
+        ),
         responses={400: {}, 401: {}, 429: {}},
     )
     async def pagerduty_change(request: Request) -> JSONResponse:
