@@ -123,11 +123,14 @@ async def deliver_page(
 
     Each event's effects commit with its own tracking record, as in `deliver`, but without waiting
     for the previous commit: the store's group commit writes them in one transaction. An event of
-    an incident whose commit is still in flight waits for it first, so its handler sees it. The
+    an incident whose commit is still in flight waits for it first, so its handler sees it; so does
+    an event whose writes go to a stream another commit of the page is still writing (a service-wide
+    stream, say): it is handled again once that commit is done, instead of conflicting with it. The
     checkpoint moves to the end of the page only once every event of the page is committed. A
     handler failure or a conflict falls back to `deliver` (retries, then dead letters) for that event.
     """
     in_flight: dict[str | None, tuple[Envelope, asyncio.Task[Committed]]] = {}
+    writing: dict[str, tuple[Envelope, asyncio.Task[Committed]]] = {}
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
     redone: set[asyncio.Task[Committed]] = set()
 
@@ -154,6 +157,15 @@ async def deliver_page(
                 await settle(*earlier)
             try:
                 items = list(await handler(env))
+                for _ in range(retry.conflict_retries):
+                    streams = {item.stream for item in items if isinstance(item, Write)}
+                    busy = [writing[s] for s in streams if s in writing and not writing[s][1].done()]
+                    if not busy:
+                        break
+                    await asyncio.wait([task for _, task in busy])
+                    for earlier_env, earlier_task in busy:
+                        await settle(earlier_env, earlier_task)
+                    items = list(await handler(env))  # again, now that the stream moved on
             except StoreUnavailable:
                 raise
             except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
@@ -161,6 +173,9 @@ async def deliver_page(
                 continue
             task = asyncio.create_task(store.commit(items, tracking=Tracking(consumer, env.id)))
             in_flight[env.partition_key] = (env, task)
+            for item in items:
+                if isinstance(item, Write):
+                    writing[item.stream] = (env, task)
             submitted.append((env, task))
         for env, task in submitted:
             try:
