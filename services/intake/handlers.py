@@ -10,6 +10,7 @@ conflict the whole batch is decided again from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,14 @@ from services.intake.heartbeats import Heartbeat, Window, in_maintenance
 from services.intake.registry import Registry
 from shared.aggregates import Aggregates
 from shared.clock import Clock
-from shared.events import AlertChangeRecorded, AlertStatus, CloudEventReceived, Event
-from shared.store import ConcurrencyError, EventStore, Write
+from shared.events import (
+    AlertChangeRecorded,
+    AlertStatus,
+    CloudEventReceived,
+    Event,
+    IntegrationRequestRefused,
+)
+from shared.store import ConcurrencyError, EventStore, StoreUnavailable, Write
 
 MAX_CONFLICT_RETRIES = 100
 
@@ -226,6 +233,15 @@ class Intake:
         committed = await self.store.commit([Write(stream, events, expected_version)])
         for env in committed.envelopes:
             self.registry.apply(env, count=False)
+
+    async def refused(self, integration_id: str, status: int, error: str) -> None:
+        """Record a refused request for its integration's owner to see; an outage loses the record,
+        never the answer."""
+        event = IntegrationRequestRefused(
+            integration_id=integration_id, status=status, error=error[:1000], occurred_at=self.clock()
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.commit([Write(f"integration-{integration_id}", [event], None)])
 
     async def catch_up(self, page: int = 1000) -> None:
         """Fold what intake's log holds beyond the registry's checkpoint into the registry."""

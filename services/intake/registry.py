@@ -26,6 +26,7 @@ from shared.events import (
     IncidentReopened,
     IncidentResolved,
     IntegrationCreated,
+    IntegrationRequestRefused,
     MaintenanceWindowScheduled,
     Severity,
 )
@@ -186,6 +187,9 @@ class Registry:
                     self.open_by_service.get(service, {}).pop(event.incident_id, None)
         integration_id = getattr(event, "integration_id", "")
         if not count:
+            return
+        if isinstance(event, IntegrationRequestRefused):
+            self.failed(event.integration_id, f"{event.status} {event.error}", event.occurred_at)
             return
         if (
             isinstance(event, (*COUNTED, IncidentOpened))

@@ -125,8 +125,8 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         except ConcurrencyError as e:
             raise Overloaded(f"could not settle concurrent writers: {e}") from None
 
-    def failed(integration: Integration, error: DomainError) -> None:
-        intake.registry.failed(integration.id, f"{error.status} {error}", intake.clock())
+    async def failed(integration: Integration, error: DomainError) -> None:
+        await intake.refused(integration.id, error.status, str(error))
 
     async def native(
         request: Request, source: str, parse: Callable[[Any, Context], list[Alert]], *, signed: bool = False
@@ -138,7 +138,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
                 check_signature(integration, request, body)
             alerts = parse(decode(body), Context(integration, policy, source))
         except DomainError as e:
-            failed(integration, e)
+            await failed(integration, e)
             raise
         decisions = await accept(alerts)
         return AcceptedMany(alerts=[_outcome(a, d) for a, d in zip(alerts, decisions, strict=True)])
@@ -203,7 +203,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
                 for alert in cloudevents.parse(prefix, attrs, ctx)
             ]
         except DomainError as e:
-            failed(integration, e)
+            await failed(integration, e)
             raise
         decisions = await accept(alerts)
         return AcceptedMany(alerts=[_outcome(a, d) for a, d in zip(alerts, decisions, strict=True)])
@@ -252,7 +252,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         try:
             alert = pd.parse(payload, Context(integration, policy, "pagerduty"))
         except DomainError as e:
-            failed(integration, e)
+            await failed(integration, e)
             return pd_invalid(str(e))
         try:
             await accept([alert])
@@ -283,7 +283,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         try:
             change = pd.parse_change(payload, Context(integration, policy, "pagerduty"), now=intake.clock())
         except DomainError as e:
-            failed(integration, e)
+            await failed(integration, e)
             return pd_invalid(str(e))
         change_id = uuid.uuid4().hex
         try:

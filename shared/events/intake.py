@@ -31,6 +31,16 @@ class IntegrationCreated(Event):
     timestamp_header: str | None = None
 
 
+class IntegrationRequestRefused(Event):
+    """A request with this integration's key was refused (bad payload, bad signature): what its
+    sender's owner needs to see to fix the configuration. `status` is the HTTP status answered."""
+
+    type: Literal["IntegrationRequestRefused"] = "IntegrationRequestRefused"
+    integration_id: str
+    status: int
+    error: str
+
+
 class AlertObserved(IncidentEvent):
     """The dedup layer's record, on the alert-key stream: this key now belongs to this incident
     (empty when a resolve arrived for a key with no open incident)."""
@@ -230,6 +240,7 @@ class IncidentResumed(IncidentEvent):
 
 EVENTS: tuple[type[Event], ...] = (
     IntegrationCreated,
+    IntegrationRequestRefused,
     AlertObserved,
     IncidentOpened,
     AlertAttached,

@@ -85,9 +85,14 @@ async def test_counts_last_received_and_last_error_per_integration() -> None:
             and r.json()["detail"] == "alerts.0.labels.severity: Input should be a valid string"
         )
         detail = await i.counts(
-            integration_id, alerts=5, incidents_opened=2, grouped=1, repeats=1, resolved=1
+            integration_id, alerts=5, incidents_opened=2, grouped=1, repeats=1, resolved=1, errors=1
         )
-        assert detail["counts"]["errors"] == 1
+        refused = [
+            e
+            for e in await i.events(f"integration-{integration_id}")
+            if e.type == "IntegrationRequestRefused"
+        ]
+        assert [getattr(e.event, "status") for e in refused] == [422]
         assert detail["last_error"].startswith("422 alerts.0.labels.severity")
         assert detail["last_received_at"] is not None and detail["last_error_at"] is not None
         # Its alerts carry its rules and its identity scope.
@@ -95,16 +100,18 @@ async def test_counts_last_received_and_last_error_per_integration() -> None:
         assert getattr(opened.event, "integration_id") == integration_id
 
 
-async def test_integrations_and_counts_are_rebuilt_from_the_log_after_a_restart() -> None:
+async def test_integrations_counts_and_errors_are_rebuilt_from_the_log_after_a_restart() -> None:
     store = MemoryStore(source="intake")
     async with intake(store=store) as i:
         integration_id, key = await i.integration(**NEW)
         body = fixture("alertmanager_webhook_01_firing_DiskFull.json")
         await i.client.post(AM, content=body, headers=bearer(key))
+        assert (await i.client.post(AM, content=b"{", headers=bearer(key))).status_code == 400
     async with intake(store=store) as again:
         r = await again.client.post(AM, content=body, headers=bearer(key))
         assert r.status_code == 202 and r.json()["alerts"][0]["action"] == "repeated"
-        await again.counts(integration_id, alerts=2, incidents_opened=1, repeats=1)
+        detail = await again.counts(integration_id, alerts=2, incidents_opened=1, repeats=1, errors=1)
+        assert detail["last_error"].startswith("400 ")
 
 
 async def test_integration_rules_resolve_first_and_severity_map() -> None:
