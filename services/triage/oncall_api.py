@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.triage import oncall, oncall_report
 from services.triage.paging import Paging, escalation_stream, overrides_stream
@@ -49,6 +49,7 @@ class ShiftsOut(BaseModel):
     start: datetime
     end: datetime
     shifts: list[ShiftOut]
+    gaps: list[ShiftOut] = Field(description="The shifts with nobody on call")
 
 
 class ScheduleSummary(BaseModel):
@@ -187,22 +188,24 @@ def oncall_routes(paging: Paging) -> APIRouter:
         finish = end if end is not None else begin + timedelta(days=7)
         zone = ZoneInfo(schedule.timezone)
         found = oncall.shifts(schedule, begin, finish)
+        listed = [
+            ShiftOut(
+                person=s.person,
+                start=s.start,
+                end=s.end,
+                start_local=s.start.astimezone(zone).isoformat(),
+                end_local=s.end.astimezone(zone).isoformat(),
+                source=s.source,
+            )
+            for s in found
+        ]
         return ShiftsOut(
             schedule_id=schedule.id,
             timezone=schedule.timezone,
             start=begin,
             end=finish,
-            shifts=[
-                ShiftOut(
-                    person=s.person,
-                    start=s.start,
-                    end=s.end,
-                    start_local=s.start.astimezone(zone).isoformat(),
-                    end_local=s.end.astimezone(zone).isoformat(),
-                    source=s.source,
-                )
-                for s in found
-            ],
+            shifts=listed,
+            gaps=[s for s in listed if s.person is None],
         )
 
     @router.get(

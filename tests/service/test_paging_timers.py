@@ -53,6 +53,7 @@ POLICY: Policy = parse_policy(
                 {
                     "id": "db-primary",
                     "team": "db",
+                    "timezone": "Europe/Berlin",
                     "layers": [
                         {"timezone": "Europe/Berlin", "start": "2026-03-16", "people": ["ann", "bob"]}
                     ],
@@ -257,10 +258,21 @@ async def test_schedules_answer_who_is_on_call_and_the_shift_list(tmp_path: Path
         )
         assert r.status_code == 200, r.text
         assert [(s["person"], s["start"], s["start_local"]) for s in r.json()["shifts"]] == [
-            ("ann", "2026-03-23T00:00:00Z", "2026-03-23T00:00:00+00:00"),
-            ("bob", "2026-03-23T08:00:00Z", "2026-03-23T08:00:00+00:00"),
-            ("ann", "2026-03-30T07:00:00Z", "2026-03-30T07:00:00+00:00"),
+            ("ann", "2026-03-23T00:00:00Z", "2026-03-23T01:00:00+01:00"),
+            ("bob", "2026-03-23T08:00:00Z", "2026-03-23T09:00:00+01:00"),
+            ("ann", "2026-03-30T07:00:00Z", "2026-03-30T09:00:00+02:00"),  # CEST,
         ]
+        assert r.json()["gaps"] == []
+        early = await client.get(
+            "/v1/schedules/db-primary/shifts",
+            params={"from": "2026-03-16T00:00:00Z", "to": "2026-03-17T00:00:00Z"},
+        )
+        [gap] = early.json()["gaps"]  # before the rotation's first shift (09:00 CET)
+        assert (gap["start"], gap["end"], gap["end_local"]) == (
+            "2026-03-16T00:00:00Z",
+            "2026-03-16T08:00:00Z",
+            "2026-03-16T09:00:00+01:00",
+        )
         assert (await client.get("/v1/schedules/nope/oncall")).status_code == 404
         bad = await client.get("/v1/schedules/db-primary/oncall", params={"at": "2026-03-30T07:00:00"})
         assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
