@@ -328,7 +328,7 @@ def oncall_routes(paging: Paging) -> APIRouter:
             next_due_at=state.next_due_at,
             stop_reason=state.stop_reason,
             stopped_by=state.stopped_by,
-            events=[e.event.model_dump(mode="json") for e in envelopes],
+            events=[_shown(e.event.model_dump(mode="json")) for e in envelopes],
         )
 
     @router.get(
@@ -366,3 +366,10 @@ def oncall_routes(paging: Paging) -> APIRouter:
         )
 
     return router
+
+
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """An escalation event for a reader: a page's acknowledge link is the paged person's credential."""
+    if "ack_url" in data:
+        data["ack_url"] = "(hidden)"
+    return data

@@ -194,6 +194,7 @@ async def test_the_chain_pages_escalates_once_across_a_restart_and_stops_on_ackn
         assert len(await escalation(app)) == 6
         body = (await client.get("/v1/incidents/inc-1/escalation")).json()
         assert (body["running"], body["stop_reason"], body["stopped_by"]) == (False, "acknowledged", "lead")
+        assert {e["ack_url"] for e in body["events"] if e["type"] == "PageRequested"} == {"(hidden)"}
 
         report = (await client.get("/v1/oncall/report")).json()
         assert report["pages"] == 2 and report["out_of_hours"] == 0
