@@ -114,16 +114,25 @@ class Templates:
     def __init__(self, overrides: Sequence[TemplateOverride] = ()) -> None:
         self.env = SandboxedEnvironment(autoescape=False, undefined=Undefined, keep_trailing_newline=False)
         self.overrides = list(overrides)
+        self._compiled: dict[str, Any] = {}
         for o in self.overrides:
             for text in (o.subject, o.body):
                 if text is not None:
                     self.compile(text)
 
     def compile(self, text: str) -> Any:
+        """The compiled template, cached: compiling costs far more than rendering, on every message."""
+        compiled = self._compiled.get(text)
+        if compiled is not None:
+            return compiled
         try:
-            return self.env.from_string(text)
+            compiled = self.env.from_string(text)
         except TemplateError as e:
             raise TemplateInvalid(f"template does not compile: {e}") from None
+        if len(self._compiled) >= 512:  # previews render arbitrary text: keep the cache bounded
+            self._compiled.clear()
+        self._compiled[text] = compiled
+        return compiled
 
     def _render(self, text: str, context: Mapping[str, Any]) -> str:
         try:
