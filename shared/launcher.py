@@ -4,7 +4,10 @@ consumers following the producers' stores directly. What `make run` / `lynchpin 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -73,10 +76,19 @@ def banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to `serve`: four servers each capturing SIGINT and raising
+    it again on exit would interrupt the others' shutdown halfway."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(settings: Settings) -> None:
     apps = embedded_apps(settings)
     servers = [
-        uvicorn.Server(
+        _Server(
             uvicorn.Config(
                 app,
                 host=settings.host,
@@ -89,7 +101,37 @@ async def serve(settings: Settings) -> None:
         for name, app in apps.items()
     ]
     print(banner(settings), flush=True)
-    await asyncio.gather(*(s.serve() for s in servers))
+
+    loop = asyncio.get_running_loop()
+    running: dict[uvicorn.Server, asyncio.Task[None]] = {}
+    stopping: list[asyncio.Task[None]] = []
+
+    async def shutdown() -> None:
+        # Consumers first (analytics, comms, triage, then intake): a store is closed by its owner only
+        # after every service following it has stopped.
+        for server in reversed(servers):
+            server.should_exit = True
+            if server in running:
+                await asyncio.wait([running[server]])
+
+    def stop() -> None:
+        if stopping:  # a second Ctrl-C: stop at once
+            for server in servers:
+                server.force_exit = server.should_exit = True
+            return
+        stopping.append(loop.create_task(shutdown()))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    # Producers first (intake, triage, comms, analytics): a consumer's first read of a source's store
+    # then finds it opened by its owner's lifespan.
+    for server in servers:
+        if stopping:
+            break
+        running[server] = asyncio.create_task(server.serve())
+        while not server.started and not running[server].done() and not server.should_exit:
+            await asyncio.sleep(0.01)
+    await asyncio.gather(*running.values(), *stopping)
 
 
 def main() -> None:

@@ -166,7 +166,9 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
             try:
                 yield
             finally:
+                bound = service_var.set(w.name)
                 log.info("%s stopping", w.name)
+                service_var.reset(bound)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
