@@ -384,11 +384,11 @@ class PostgresStore:
                     await conn.execute("ROLLBACK")
             raise
         newest = last_checkpoint(outcomes)
-        end = (
-            "COMMIT"
-            if newest is None
-            else f"NOTIFY {quote_ident(self._channel)}, '{newest[0]} {newest[1]}'; COMMIT"
-        )
+        # NOTIFY takes the database's notification lock at COMMIT, held by every committer while it
+        # commits: a wait for it is no deadlock risk, and the short lock_timeout set above must not turn
+        # a busy moment into a failed batch ("canceling statement due to lock timeout").
+        notify = f"NOTIFY {quote_ident(self._channel)}, '{newest[0]} {newest[1]}'" if newest else ""
+        end = f"SET LOCAL lock_timeout = 0; {notify}; COMMIT" if notify else "COMMIT"
         try:
             await conn.execute(end)
         except UNAVAILABLE as e:
