@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,46 @@ def test_each_service_module_starts_and_passes_the_container_health_check(
         assert lines, f"{name} logged nothing"
         assert all({"time", "level", "logger", "message", "service"} <= line.keys() for line in lines)
         assert {line["service"] for line in lines} == {name}, name
+
+
+@pytest.mark.slow
+def test_the_package_the_image_installs_holds_every_file_of_shared_and_services(tmp_path: Path) -> None:
+    # The Dockerfile copies pyproject.toml, README.md, shared/ and services/ and runs `pip install .`,
+    # which installs a wheel, not the source tree: templates and static files must be package data.
+    tracked = subprocess.run(
+        ["git", "ls-files", "pyproject.toml", "README.md", "shared", "services"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    source = tmp_path / "src"
+    for path in tracked:
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / path, source / path)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("lynchpin-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = set(archive.namelist())
+    missing = [p for p in tracked if p.startswith(("shared/", "services/")) and p not in packaged]
+    assert not missing, (
+        f"not in the installed package (add them to [tool.setuptools.package-data]): {missing}"
+    )
