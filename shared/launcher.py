@@ -64,6 +64,8 @@ def banner(settings: Settings) -> str:
         f"  admin token      {settings.admin_token}",
         f"  integration key  {settings.integration_key}",
         "",
+        f"  dashboard        {base}:{settings.analytics_port}/dashboard?key={settings.admin_token}",
+        "",
         "  Try it:",
         f"    curl -s -X POST {base}:{settings.intake_port}/v1/alerts -H 'Authorization: Bearer "
         f"{settings.integration_key}' -H 'Content-Type: application/json' \\",
