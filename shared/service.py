@@ -4,6 +4,7 @@ tasks (consumer, relay, workers) under supervision, health, metrics and problem+
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -58,6 +59,9 @@ class Wiring:
     credentials: Credentials | None = None
     overload_status: Callable[[Request], int] | None = None
     resources: list[AbstractAsyncContextManager[Any]] = field(default_factory=list)
+    exclusive: frozenset[str] = frozenset()
+    """Names of `workers` that run on one instance at a time: under the store's lock `<worker>:<service>`
+    where the store has locks (PostgreSQL advisory locks), in every instance otherwise."""
 
 
 async def supervise(name: str, work: Worker, *, pause: float = 1.0) -> None:
@@ -73,6 +77,38 @@ async def supervise(name: str, work: Worker, *, pause: float = 1.0) -> None:
         except Exception:
             log.exception("%s crashed; restarting in %.1fs", name, pause)
         await asyncio.sleep(pause)
+
+
+async def exclusively(store: Any, lock: str, work: Worker, *, check: float = 2.0) -> None:
+    """Run `work` only while this instance holds `store`'s lock `lock`; stop it when the lock is lost.
+
+    The instances that do not hold it try again every `check` seconds. A store without locks runs `work`.
+    """
+    try_lock = getattr(store, "try_lock", None)
+    if try_lock is None:
+        await work()
+        return
+    while True:
+        while not await try_lock(lock):
+            await asyncio.sleep(check)
+        log.info("%s: took the lock, running here", lock)
+        task = asyncio.ensure_future(work())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=check)
+                if not task.done() and not await try_lock(lock):
+                    log.warning("%s: lost the lock, stopping here", lock)
+                    break
+            else:
+                task.result()  # a crash goes to `supervise`
+                return
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            try:
+                await asyncio.shield(store.release_lock(lock))
+            except StoreUnavailable as error:  # the session is gone, and its lock with it
+                log.warning("%s: could not release the lock: %r", lock, error)
 
 
 async def consume(w: Wiring, handler: Handler) -> None:
@@ -160,6 +196,8 @@ def build_app(w: Wiring, *, title: str, description: str) -> FastAPI:
             if w.relay and w.settings.kafka_bootstrap is not None:
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.relay", lambda: relay(w))))
             for name, worker in w.workers.items():
+                if name in w.exclusive:
+                    worker = functools.partial(exclusively, w.store, f"{name}:{w.name}", worker)
                 tasks.append(asyncio.create_task(supervise(f"{w.name}.{name}", worker)))
             log.info("%s started (%s mode)", w.name, w.settings.mode())
             service_var.reset(bound)

@@ -107,6 +107,7 @@ def create_app(
         sources=SOURCES,
         handler=handlers.on_event,
         workers={"delivery": delivery.run, "index": index.run, "timers": timers.run},
+        exclusive=frozenset({"delivery"}),  # one sender per notification across instances
         resources=[client],
     )
     app = build_app(
