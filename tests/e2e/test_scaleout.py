@@ -298,9 +298,12 @@ async def test_two_triage_and_two_comms_instances_split_the_work_with_no_duplica
             await flowing(second, 60)
             assert not sender.done()
             await asyncio.to_thread(holder.procs.kill, holder.name)
+            killed = time.monotonic()
+            members = await wait_members(bootstrap, f"{ns}.triage", 1)
+            moved = time.monotonic() - killed
+            print(f"{holder.name} SIGKILLed: {survivor.name} has every partition after {moved:.1f}s")
             await sender
             assert second.figures()["accepted"] == second.count, second.figures()
-            members = await wait_members(bootstrap, f"{ns}.triage", 1)
             assert members[0].partitions == {(events_topic("intake", ns), p) for p in range(PARTITIONS)}
             await wait_settled(cluster.settings, 90)
             assert survivor.relay_started(since=mark) >= 1, survivor.text(mark)[-3000:]
