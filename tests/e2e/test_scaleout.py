@@ -91,9 +91,6 @@ class Cluster:
     def of(self, service: str) -> list[Instance]:
         return [i for i in self.instances.values() if i.service == service and i.procs.procs]
 
-    def alive(self, service: str) -> list[Instance]:
-        return [i for i in self.of(service) if i.procs.procs[i.name].poll() is None]
-
     def logs(self) -> str:
         return "\n".join(f"=== {i.name}\n{i.text()[-3000:]}" for i in self.instances.values())
 
@@ -273,7 +270,7 @@ async def test_two_triage_and_two_comms_instances_split_the_work_with_no_duplica
 
             # --- phase 1: both instances of each service at work
             intake = cluster.instances["intake"].url
-            first = AlertStream(intake, keys=120, count=300, seconds=60, workers=3, pace=0.01, seed=11)
+            first = AlertStream(intake, keys=120, count=300, seconds=120, workers=3, pace=0.01, seed=11)
             await first.run()
             assert first.figures()["accepted"] == first.count, first.figures()
             await wait_settled(cluster.settings, 90)
@@ -293,7 +290,7 @@ async def test_two_triage_and_two_comms_instances_split_the_work_with_no_duplica
             holder = next(i for i in cluster.of("triage") if i.relay_started())
             survivor = next(i for i in cluster.of("triage") if i is not holder)
             mark = survivor.log.stat().st_size
-            second = AlertStream(intake, keys=240, count=240, seconds=60, workers=3, pace=0.02, seed=12)
+            second = AlertStream(intake, keys=240, count=240, seconds=120, workers=3, pace=0.02, seed=12)
             sender = asyncio.create_task(second.run())
             await flowing(second, 60)
             assert not sender.done()
@@ -314,8 +311,7 @@ async def test_two_triage_and_two_comms_instances_split_the_work_with_no_duplica
             )
             assert figures["incidents"] == figures["prioritised"] > 0
         finally:
-            for instance in cluster.instances.values():
-                await asyncio.to_thread(instance.procs.stop_all)
+            await asyncio.gather(*(asyncio.to_thread(i.procs.stop_all) for i in cluster.instances.values()))
 
 
 # ------------------------------------------------------------ one sender at a time, and the handover
