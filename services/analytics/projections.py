@@ -497,6 +497,29 @@ def summarise(f: Fact) -> tuple[str, str, str | None] | None:
                 f"Status update due at {f.text('due_at')} is overdue: {f.text('level')} to {f.text('role')}",
                 None,
             )
+        case "EscalationStarted":
+            return (
+                "triage",
+                f"Escalation {f.text('policy_id')} started for team {f.text('team')}"
+                f" ({f.text('urgency')} urgency)",
+                None,
+            )
+        case "EscalationStepReached":
+            reached = ", ".join(str(p) for p in f.data.get("paged") or []) or "nobody"
+            gaps = "; ".join(str(u) for u in f.data.get("unreached") or [])
+            verb = "paged" if f.text("mode") == "page" else "notified"
+            return (
+                "triage",
+                f"Escalation step {f.text('step')} (round {f.text('round')}): {verb} {reached}",
+                gaps or None,
+            )
+        case "PageRequested":
+            kinds = sorted(
+                {str(c.get("kind")) for c in f.data.get("contacts") or [] if isinstance(c, Mapping)}
+            )
+            return "triage", f"Page to {f.text('name', 'person')} via {', '.join(kinds) or 'nothing'}", None
+        case "EscalationStopped":
+            return by or "triage", f"Escalation stopped: {f.text('reason')}", None
         case "IncidentLinkedToProblem":
             return by or "triage", f"Linked to problem {f.text('problem_id')}", None
         case "AlertChangeRecorded":

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake import integrations, lifecycle, webhooks, workers
+from services.intake.ack import ack_routes
 from services.intake.domain import Incident
 from services.intake.handlers import Intake, PreconditionFailed
 from services.intake.heartbeats import Window
@@ -332,6 +333,7 @@ def create_app(
     app.include_router(webhooks.routes(intake, senders, policy))
     app.include_router(integrations.routes(intake, senders, policy))
     app.include_router(routes(intake))
+    app.include_router(ack_routes(intake, credentials, clock))  # acknowledge links in pages
     app.include_router(tokens_router(store, credentials, clock))
     app.state.intake = intake
     return app

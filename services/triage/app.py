@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from services.triage.handlers import TriageHandlers
 from services.triage.incidents_api import routes
+from services.triage.oncall_api import oncall_routes
+from services.triage.paging import paging_for
 from services.triage.problems_api import problem_routes
 from services.triage.timers import Timers, TriageIndex
 from shared.bus.base import Bus
@@ -37,6 +39,7 @@ def create_app(
     handlers = TriageHandlers(store, policy.triage, clock)
     index = TriageIndex(handlers)
     timers = Timers(index)
+    paging = paging_for(settings, policy.oncall, handlers, clock)  # on-call: escalations and pages
     wiring = Wiring(
         name="triage",
         settings=settings,
@@ -44,8 +47,8 @@ def create_app(
         clock=clock,
         bus=bus,
         sources=["intake"],
-        handler=handlers.on_event,
-        workers={"timers": timers.run},
+        handler=paging.on_event,  # triage's handler, then escalations start and stop
+        workers={"timers": timers.run, "paging": paging.run},
     )
     app = build_app(
         wiring,
@@ -53,6 +56,8 @@ def create_app(
         description="Priority, routing, SLA clocks, major incidents, roles and problems.",
     )
     app.state.timers = timers
+    app.state.paging = paging
     app.include_router(routes(handlers, index, policy))
     app.include_router(problem_routes(handlers, index))
+    app.include_router(oncall_routes(paging))
     return app

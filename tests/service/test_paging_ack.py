@@ -37,10 +37,6 @@ async def test_a_link_acknowledges_once_without_logging_in(tmp_path: Path, clock
     app = create_app(
         settings, store=open_store(f"sqlite://{tmp_path / 'intake.db'}", source="intake"), clock=clock
     )
-    if not any(getattr(r, "path", "") == "/v1/ack/{token}" for r in app.routes):  # TEMPORARY until wired
-        from services.intake.ack import ack_routes
-
-        app.include_router(ack_routes(app.state.intake, app.state.credentials, clock))
     async with running({"intake": app}, ADMIN) as c:
         r = await c["intake"].post("/v1/incidents", json={"title": "DB down", "service": "db"})
         assert r.status_code == 201, r.text

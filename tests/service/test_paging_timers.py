@@ -99,16 +99,6 @@ async def triage(
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, secret=SECRET)
     store = open_store(f"sqlite://{tmp_path / 'triage.db'}", source="triage")
     app = create_app(settings, store=store, bus=EmbeddedBus({"intake": intake}), clock=clock, policy=POLICY)
-    if not hasattr(app.state, "paging"):  # TEMPORARY until triage's create_app wires paging
-        from services.triage.oncall_api import oncall_routes
-        from services.triage.paging import paging_for
-
-        w = app.state.wiring
-        paging = paging_for(settings, POLICY.oncall, w.handler.__self__, clock)
-        w.handler = paging.on_event
-        w.workers["paging"] = paging.run
-        app.state.paging = paging
-        app.include_router(oncall_routes(paging))
     async with running({"triage": app}, ADMIN) as clients:
         yield clients["triage"], app
 
