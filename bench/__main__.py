@@ -268,9 +268,9 @@ def main() -> None:
             latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
 
-    rate = 20.0 if args.quick else args.rate
+    offered_rate = 20.0 if args.quick else args.rate
     with tempfile.TemporaryDirectory() as tmp:
-        delivered, offered = asyncio.run(notification_latency(rate, args.seconds, Path(tmp)))
+        delivered, offered = asyncio.run(notification_latency(offered_rate, args.seconds, Path(tmp)))
 
     base = statistics.median(r.rate for r in results["noop"])
     tool = "wrk" if shutil.which("wrk") else "httpx"
@@ -294,7 +294,7 @@ def main() -> None:
     print(f"\nIncidents opened by each storm: {incidents_after_storm} (must be [1, ...])")
     print(f"\nAlert -> visible in analytics (with its priority), {len(latencies)} sequential alerts:")
     print(f"  p50 {pct(latencies, 0.5):.1f} ms   p99 {pct(latencies, 0.99):.1f} ms")
-    print(f"\nAlert -> responders' webhook delivered, {rate:g} alerts/s offered for {args.seconds:g}s:")
+    print(f"\nAlert -> responders' webhook delivered, {offered_rate:g} alerts/s offered for {args.seconds:g}s:")
     print(
         f"  {len(delivered)}/{offered} delivered   "
         f"p50 {pct(delivered, 0.5):.1f} ms   p99 {pct(delivered, 0.99):.1f} ms"
