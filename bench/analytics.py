@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,8 @@ TARGET_REBUILD_RATIO = 0.5
 PAGE = 5000  # the rebuild's page size
 
 
-async def raw_read(settings: Settings) -> tuple[int, float]:
-    """(events, seconds) to read every log analytics folds, parsed, without folding."""
-    started = time.perf_counter()
+async def raw_read(settings: Settings) -> int:
+    """Every event of every log analytics folds, read and parsed, not folded; returns how many."""
     total = 0
     async with AsyncExitStack() as stack:
         for source in SOURCES:
@@ -60,18 +60,51 @@ async def raw_read(settings: Settings) -> tuple[int, float]:
             while batch := await store.read_all(after=at, limit=PAGE):
                 total += len(batch)
                 at = batch[-1].checkpoint
-    return total, time.perf_counter() - started
+    return total
 
 
-def timed(runs: int, once: Callable[[], tuple[int, float]]) -> tuple[int, float]:
-    """Events and the median seconds of `runs` runs."""
-    results = [once() for _ in range(runs)]
-    return results[0][0], statistics.median(s for _, s in results)
+def full_rebuild(settings: Settings) -> int:
+    return sum(asyncio.run(rebuild(settings)).events.values())
 
 
-def rebuild_once(settings: Settings) -> tuple[int, float]:
-    report = asyncio.run(rebuild(settings))
-    return sum(report.events.values()), report.seconds
+@dataclass(frozen=True)
+class Timing:
+    events: int
+    seconds: float
+    cpu: float
+    """CPU seconds of this process, every thread: less disturbed than wall time by others' load."""
+
+
+def measure(fn: Callable[[], int]) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
+    events = fn()
+    return Timing(events, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def read_and_rebuild(settings: Settings, runs: int) -> tuple[Timing, Timing]:
+    """Median raw read and median rebuild, alternated so that both see the same machine."""
+    reads: list[Timing] = []
+    rebuilds: list[Timing] = []
+    for _ in range(runs):
+        reads.append(measure(lambda: asyncio.run(raw_read(settings))))
+        rebuilds.append(measure(lambda: full_rebuild(settings)))
+
+    def median(ts: list[Timing]) -> Timing:
+        return Timing(
+            ts[0].events, statistics.median(t.seconds for t in ts), statistics.median(t.cpu for t in ts)
+        )
+
+    return median(reads), median(rebuilds)
+
+
+def counted(settings: Settings) -> dict[str, int]:
+    """Events per source in logs written before."""
+    out = {}
+    for source in SOURCES:
+        url = events_url(settings) if source == "analytics" else settings.store_url_for(source)
+        with sqlite3.connect(url.removeprefix("sqlite://")) as conn:
+            out[source] = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    return out
 
 
 # --- queries over HTTP ----------------------------------------------------------------------------
@@ -156,11 +189,13 @@ def run(
     requests: int = 200,
     budget: float = 30.0,
     keep: Path | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Generate, read, rebuild and query a log of `events` events; the figures as a plain dict.
 
     `runs` (median of) defaults to 3, or 1 from 500,000 events. Each query gets `requests` requests
-    or `budget` seconds, whichever ends first (at least 5). With `keep`, the data stays there."""
+    or `budget` seconds, whichever ends first (at least 5). With `keep`, the data stays there; with
+    `reuse` too, the logs already there are measured again (`events` is then ignored)."""
     if runs is None:
         runs = 1 if events >= 500_000 else 3
     with tempfile.TemporaryDirectory(prefix="lynchpin-bench-") as tmp:
@@ -168,21 +203,24 @@ def run(
         data.mkdir(parents=True, exist_ok=True)
         settings = embedded(data)
         started = time.perf_counter()
-        written = write_log(data, events, now=datetime.now(UTC))
+        if reuse and (data / "intake.db").exists():
+            written = counted(settings)
+        elif any(data.iterdir()):
+            raise SystemExit(f"{data} is not empty: give an empty directory, or --reuse its logs")
+        else:
+            written = write_log(data, events, now=datetime.now(UTC))
         generated = time.perf_counter() - started
         total = sum(written.values())
 
-        read_events, read_seconds = timed(runs, lambda: asyncio.run(raw_read(settings)))
-        rebuilt_events, rebuild_seconds = timed(runs, lambda: rebuild_once(settings))
-        if read_events != total or rebuilt_events != total:
-            raise RuntimeError(f"wrote {total} events, read {read_events}, rebuilt from {rebuilt_events}")
+        read, rebuilt = read_and_rebuild(settings, runs)
+        if read.events != total or rebuilt.events != total:
+            raise RuntimeError(f"wrote {total} events, read {read.events}, rebuilt from {rebuilt.events}")
         with sqlite3.connect(read_store_path(settings)) as conn:
             (incidents,) = conn.execute("SELECT count(*) FROM incidents").fetchone()
         sizes = {p.name: p.stat().st_size for p in data.iterdir() if p.suffix == ".db"}
 
         timings, rss_start, rss_peak = serve_and_query(settings, requests, budget)
 
-    raw_rate, rebuild_rate = total / read_seconds, total / rebuild_seconds
     return {
         "events": total,
         "events_by_source": written,
@@ -191,11 +229,14 @@ def run(
         "generate_seconds": generated,
         "store_mb": {k: v / 2**20 for k, v in sorted(sizes.items())},
         "rebuild": {
-            "raw_read_seconds": read_seconds,
-            "raw_read_events_per_s": raw_rate,
-            "rebuild_seconds": rebuild_seconds,
-            "rebuild_events_per_s": rebuild_rate,
-            "ratio": rebuild_rate / raw_rate,
+            "raw_read_seconds": read.seconds,
+            "raw_read_cpu_seconds": read.cpu,
+            "raw_read_events_per_s": total / read.seconds,
+            "rebuild_seconds": rebuilt.seconds,
+            "rebuild_cpu_seconds": rebuilt.cpu,
+            "rebuild_events_per_s": total / rebuilt.seconds,
+            "ratio": read.seconds / rebuilt.seconds,
+            "ratio_cpu": read.cpu / rebuilt.cpu,
             "target_ratio": TARGET_REBUILD_RATIO,
         },
         "queries": timings,
@@ -210,12 +251,17 @@ def report(r: dict[str, Any]) -> str:
         f"\nAnalytics over {r['events']:,} events ({r['incidents']:,} incidents; "
         + ", ".join(f"{k} {v:,}" for k, v in r["events_by_source"].items())
         + f"), written in {r['generate_seconds']:.1f}s; median of {r['runs']} run(s)",
-        f"{'':<28} {'seconds':>8} {'events/s':>10}",
-        f"{'raw read (parsed envelopes)':<28} {b['raw_read_seconds']:>8.2f} "
-        f"{b['raw_read_events_per_s']:>10,.0f}",
-        f"{'rebuild (lynchpin rebuild)':<28} {b['rebuild_seconds']:>8.2f} "
-        f"{b['rebuild_events_per_s']:>10,.0f}",
-        f"rebuild / raw read: {b['ratio']:.2f} (target >= {b['target_ratio']:.2f})",
+        f"{'':<28} {'seconds':>8} {'events/s':>10} {'CPU s':>8} {'events/CPU s':>13}",
+        *(
+            f"{name:<28} {b[k + '_seconds']:>8.2f} {r['events'] / b[k + '_seconds']:>10,.0f} "
+            f"{b[k + '_cpu_seconds']:>8.2f} {r['events'] / b[k + '_cpu_seconds']:>13,.0f}"
+            for name, k in (
+                ("raw read (parsed envelopes)", "raw_read"),
+                ("rebuild (lynchpin rebuild)", "rebuild"),
+            )
+        ),
+        f"rebuild / raw read: {b['ratio']:.2f} by wall time, {b['ratio_cpu']:.2f} by CPU time "
+        f"(target >= {b['target_ratio']:.2f})",
         f"\nQueries, sequential, p95 target {r['query_target_ms']:.0f} ms",
         f"{'query':<28} {'p50 ms':>8} {'p95 ms':>8} {'requests':>9}",
     ]
@@ -240,12 +286,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per query")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per query at most")
     parser.add_argument("--keep", type=Path, default=None, help="write the logs and read store here")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: measure the logs already there")
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures here (under 'analytics')"
     )
     args = parser.parse_args()
     events = args.events if args.events is not None else (50_000 if args.quick else 1_000_000)
-    results = run(events, runs=args.runs, requests=args.requests, budget=args.budget, keep=args.keep)
+    results = run(
+        events, runs=args.runs, requests=args.requests, budget=args.budget, keep=args.keep, reuse=args.reuse
+    )
     print(report(results))
     if args.json is not None:
         whole = json.loads(args.json.read_text()) if args.json.exists() else {}
