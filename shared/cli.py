@@ -44,7 +44,7 @@ IfMatch = Annotated[
 
 
 def out() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)  # a line a script may grep stays one line
 
 
 def fail(message: str) -> NoReturn:
