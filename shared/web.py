@@ -194,11 +194,25 @@ def bearer(request: Request) -> str | None:
     return None
 
 
+# A browser's credential after it opened a page with `?key=` once (the dashboard moves the key there).
+# Read only on GET and HEAD: a cookie is sent by the browser on its own, so it must not change anything.
+KEY_COOKIE = "lynchpin_key"
+
+
+def cookie_key(request: Request) -> str | None:
+    return request.cookies.get(KEY_COOKIE) if request.method in ("GET", "HEAD") else None
+
+
 async def authenticate(request: Request) -> Principal:
     """(async so that FastAPI runs it inline, not in its thread pool: it is on every request's path)"""
     credentials: Credentials = request.app.state.credentials
     clock: Clock = request.app.state.clock
-    token = bearer(request) or request.headers.get("x-lynchpin-key") or request.query_params.get("key")
+    token = (
+        bearer(request)
+        or request.headers.get("x-lynchpin-key")
+        or request.query_params.get("key")
+        or cookie_key(request)
+    )
     if not token:
         raise HTTPException(
             401, "credentials required: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}

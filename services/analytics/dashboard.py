@@ -1,18 +1,19 @@
 """The operator dashboard: server-rendered HTML with inline SVG charts; refreshes itself (no JavaScript).
 
-Open it in a browser with the token in the query (`/dashboard?key=<token>`): links carry it along.
+Open it in a browser with the token in the query once (`/dashboard?key=<token>`): the answer moves the
+token into an HttpOnly, SameSite=Strict cookie and redirects to the same page without it, so that the
+token does not stay in the address bar, the history or bookmarks, nor in the links of the pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.analytics import charts
@@ -23,7 +24,7 @@ from shared.bus.base import Bus
 from shared.clock import Clock
 from shared.errors import NotFound
 from shared.policy.analytics import AnalyticsPolicy
-from shared.web import Viewer
+from shared.web import KEY_COOKIE, Viewer
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -48,16 +49,21 @@ def short(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
-def _keep_key(request: Request) -> Callable[[str, dict[str, str] | None], str]:
+def url(path: str, params: dict[str, str] | None = None) -> str:
+    return path + ("?" + urlencode(params) if params else "")
+
+
+def key_to_cookie(request: Request) -> RedirectResponse | None:
+    """A page opened with `?key=` (already authenticated): the same page without it, the key in a cookie."""
     key = request.query_params.get("key")
-
-    def url(path: str, params: dict[str, str] | None = None) -> str:
-        query = dict(params or {})
-        if key:
-            query["key"] = key
-        return path + ("?" + urlencode(query) if query else "")
-
-    return url
+    if key is None:
+        return None
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+    answer = RedirectResponse(request.url.path + ("?" + urlencode(rest) if rest else ""), status_code=303)
+    answer.set_cookie(
+        KEY_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+    )
+    return answer
 
 
 def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *, days: int = 30) -> APIRouter:
@@ -65,7 +71,6 @@ def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *,
     env = templates()
 
     def common(request: Request, now: datetime) -> dict[str, Any]:
-        url = _keep_key(request)
         return {
             "refresh": policy.dashboard_refresh_seconds,
             "static": "/dashboard/static",
@@ -85,7 +90,9 @@ def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *,
     @router.get("/dashboard", response_class=HTMLResponse, summary="The operator dashboard (HTML)")
     async def dashboard(
         request: Request, who: Viewer, window: Annotated[int, Query(ge=1, le=366)] = days
-    ) -> HTMLResponse:
+    ) -> Response:
+        if moved := key_to_cookie(request):
+            return moved
         now = clock()
         start = now - timedelta(days=window)
         m = compute(await reads.views(opened_from=start), policy=policy, now=now, start=start)
@@ -122,13 +129,14 @@ def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *,
         response_class=HTMLResponse,
         summary="One incident's page (HTML)",
     )
-    async def incident_page(request: Request, incident_id: str, who: Viewer) -> HTMLResponse:
+    async def incident_page(request: Request, incident_id: str, who: Viewer) -> Response:
+        if moved := key_to_cookie(request):
+            return moved
         doc = await reads.incident(incident_id)
         if doc is None:
             raise NotFound(f"no incident {incident_id}")
         now = clock()
         v = IncidentView.from_json(doc)
-        url = _keep_key(request)
         phases = {}
         if v.opened_at is not None:
             phases["acknowledge"] = ((v.acknowledged_at or now) - v.opened_at).total_seconds() / 60

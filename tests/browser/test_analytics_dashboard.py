@@ -94,6 +94,7 @@ async def test_dashboard_loads_draws_its_charts_refreshes_itself_and_leads_to_an
                 return await page.locator("#open-count").inner_text() == "2"
 
             await eventually(listed, timeout=20)
+            assert page.url == f"{base}/dashboard"  # the key went into a cookie, out of the address bar
             assert await page.title() == "Lynchpin: operator dashboard"
             assert await page.locator("svg.chart").count() == 4
             assert await drawn(page, "#volume rect.bar") == 3  # P1, P2 and P3 have incidents; P4 and P5 none

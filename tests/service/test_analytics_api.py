@@ -367,9 +367,21 @@ async def test_dashboard_pages_render_charts_without_javascript(api: httpx.Async
     assert page.count('<svg class="chart"') == 4 and "<script" not in page
     assert "Primary database down" in page and "(overdue)" not in page
     assert "2026-11-23 12:10 UTC" in page  # the major incident's next update
-    one = await api.get("/dashboard/incidents/inc-a", params={"key": ADMIN})
+    one = await api.get("/dashboard/incidents/inc-a")
     assert one.status_code == 200 and "MajorIncidentAccepted" not in one.text
-    assert "Accepted as a major incident" in one.text and f"key={ADMIN}" in one.text
+    assert "Accepted as a major incident" in one.text and ADMIN not in one.text
     assert (await api.get("/dashboard/static/dashboard.css")).status_code == 200
-    anonymous = await httpx.AsyncClient(transport=api._transport, base_url="http://a").get("/dashboard")
-    assert anonymous.status_code == 401
+    async with httpx.AsyncClient(transport=api._transport, base_url="http://a") as browser:
+        assert (await browser.get("/dashboard")).status_code == 401
+        assert (await browser.get("/dashboard", params={"key": "made-up"})).status_code == 401
+        # A link with the key: the key moves into a cookie, and the page is served without it in its address.
+        moved = await browser.get("/dashboard/incidents/inc-a", params={"key": ADMIN, "x": "1"})
+        assert moved.status_code == 303 and moved.headers["location"] == "/dashboard/incidents/inc-a?x=1"
+        cookie = moved.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+        page = await browser.get(moved.headers["location"])
+        assert page.status_code == 200 and "Accepted as a major incident" in page.text
+        assert ADMIN not in page.text
+        # The cookie is a credential for reading only: it never authorises a change.
+        posted = await browser.post("/v1/incidents/inc-a/feedback", json={"rating": 5})
+        assert posted.status_code == 401
