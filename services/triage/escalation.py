@@ -163,6 +163,27 @@ def on_routed(
     return events
 
 
+def on_reopened(state: Escalation, policies: OnCallPolicy, *, now: datetime) -> list[Event]:
+    """A resolved incident came back: its team's policy pages again from the first step (nobody
+    has acknowledged the new trouble). Nothing when it never escalated or still escalates."""
+    if state.running or not state.team:
+        return []
+    policy = policies.escalation_for(state.team, state.service)
+    if policy is None:
+        return []
+    return [
+        start(
+            policy,
+            incident_id=state.incident_id,
+            team=state.team,
+            priority=state.priority,
+            title=state.title,
+            service=state.service,
+            now=now,
+        )
+    ]
+
+
 def stop(state: Escalation, reason: str, *, by: str, now: datetime) -> list[Event]:
     if not state.running:
         return []

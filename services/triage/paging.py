@@ -30,6 +30,7 @@ from shared.events import (
     Event,
     IncidentAcknowledged,
     IncidentClosed,
+    IncidentReopened,
     IncidentResolved,
     IncidentRouted,
     OnCallOverrideAdded,
@@ -112,13 +113,16 @@ class Paging:
                 ending = ("closed", event.by)
             case _:
                 ending = None
-        if incident_id is None or (ending is None and not routed):
+        reopened = isinstance(event, IncidentReopened)
+        if incident_id is None or (ending is None and not routed and not reopened):
             return []
         stream = escalation_stream(incident_id)
         state, version = await self.loads.load(stream)
         events: list[Event] = []
         if ending is not None:
             events += escalation.stop(state, ending[0], by=ending[1], now=event.occurred_at)
+        if reopened:
+            events += escalation.on_reopened(state, self.policy, now=event.occurred_at)
         if routed:
             triage, _ = await self.handlers.triages.load(triage_stream(incident_id))
             for w in writes:

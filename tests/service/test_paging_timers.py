@@ -22,6 +22,7 @@ from shared.events import (
     Event,
     IncidentAcknowledged,
     IncidentOpened,
+    IncidentReopened,
     IncidentResolved,
     PageRequested,
     Severity,
@@ -232,6 +233,35 @@ async def test_resolving_stops_the_chain_and_a_reroute_hands_it_to_the_new_team(
         clock.advance(minutes=5)
         await app.state.paging.tick()
         assert len(await escalation(app, "inc-1")) == 4  # resolved: no step 2
+
+
+async def test_a_reopened_incident_pages_again_from_the_first_step(tmp_path: Path) -> None:
+    intake = MemoryStore(source="intake")
+    clock = FakeClock(T)
+    await intake_event(intake, opened("inc-1"))
+    async with triage(tmp_path, intake, clock) as (_, app):
+        await eventually(until(3, app))
+        await intake_event(
+            intake, IncidentResolved(incident_id="inc-1", by="ann", reason="fixed", occurred_at=T)
+        )
+        await eventually(until(4, app))
+
+        clock.advance(minutes=30)
+        later = clock()
+        back = IncidentReopened(incident_id="inc-1", by="bob", reason="it is down again", occurred_at=later)
+        await intake_event(intake, back)
+        again = await eventually(until(7, app))
+        assert again[4:] == [
+            ("EscalationStarted", "db", "high"),
+            ("EscalationStepReached", 1, later, ("ann",)),
+            ("PageRequested", "ann", 1),
+        ]
+        clock.advance(minutes=2)
+        await app.state.paging.tick()
+        assert (await eventually(until(9, app)))[7:] == [
+            ("EscalationStepReached", 2, later + timedelta(minutes=1), ("lead",)),
+            ("PageRequested", "lead", 2),
+        ]
 
 
 async def test_schedules_answer_who_is_on_call_and_the_shift_list(tmp_path: Path) -> None:
