@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,6 +29,10 @@ class RetryPolicy:
     conflict_retries: int = 50
 
 
+SetAside = Callable[[EventDeadLettered], Awaitable[None]]
+"""Keeps a dead letter outside the consumer's store too (Kafka: the DLQ topic); awaited before the store."""
+
+
 class DeadLettered(Exception):
     """Raised after an event was set aside; carries the dead-letter record."""
 
@@ -46,12 +50,15 @@ async def deliver(
     checkpoint: Checkpoint | None = None,
     retry: RetryPolicy = RetryPolicy(),
     already_failed: int = 0,
+    set_aside: SetAside | None = None,
 ) -> Committed:
     """Run `handler` on `env` and commit its writes with a tracking record in `store`.
 
     Returns the commit (`duplicate` when the event was handled before). After `retry.attempts`
     failures the event is recorded as dead-lettered in the consumer's store and `DeadLettered`
-    is raised so that the bus can also publish it where its mode keeps dead letters.
+    is raised. `set_aside` is awaited first, with the record: where a mode keeps dead letters
+    elsewhere (Kafka's DLQ topic) they are written there before the tracking record makes the event
+    handled, so that a crash in between publishes a dead letter twice rather than never.
     StoreUnavailable is never dead-lettered: the store being down is not the event's fault.
     """
     with log_context(correlation_id=env.correlation_id, incident_id=env.event.partition_key, event_id=env.id):
@@ -63,6 +70,7 @@ async def deliver(
             checkpoint=checkpoint,
             retry=retry,
             already_failed=already_failed,
+            set_aside=set_aside,
         )
 
 
@@ -75,6 +83,7 @@ async def _deliver(
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
     already_failed: int,
+    set_aside: SetAside | None,
 ) -> Committed:
     tracking = Tracking(consumer, env.id, checkpoint)
     failures = already_failed
@@ -104,6 +113,8 @@ async def _deliver(
                     reason=f"{type(error).__name__}: {error}"[:2000],
                     occurred_at=datetime.now(UTC),
                 )
+                if set_aside is not None:
+                    await set_aside(record)
                 dead = Write(f"deadletter-{consumer}", [record], None, causation_id=env.id)
                 await store.commit([dead], tracking=tracking)
                 raise DeadLettered(record) from error

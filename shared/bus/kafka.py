@@ -4,7 +4,8 @@ Each record is decoded from its structured CloudEvent and handed to `shared.cons
 the handler's writes with a tracking record (so a redelivered record changes nothing). Kafka offsets are the
 position: they are committed only after `deliver` returned, and before a rebalance takes partitions away.
 A record that `deliver` dead-letters, or that cannot be decoded at all, is copied to `lynchpin.<source>.dlq`
-with the reason in its headers before its offset is committed: nothing is dropped silently.
+with the reason in its headers, before the consumer's store records it as handled (a crash in between
+copies it twice, never zero times) and before its offset is committed: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -221,14 +222,19 @@ class KafkaBus:
         except UNDECODABLE as error:
             reason = f"undecodable record: {type(error).__name__}: {error}"[:2000]
             log.error("%s: %s at %s[%d]@%d", name, reason, record.topic, record.partition, record.offset)
-            await self._record_undecodable(record, name, reason, store)
             await self._dead_letter(record, source, name, reason, attempts=1)
+            await self._record_undecodable(record, name, reason, store)
             return
+
+        async def set_aside(dead: EventDeadLettered) -> None:
+            await self._dead_letter(record, source, name, dead.reason, attempts=dead.attempts)
+
         try:
-            await deliver(env, consumer=name, handler=handler, store=store, retry=self.retry)
+            await deliver(
+                env, consumer=name, handler=handler, store=store, retry=self.retry, set_aside=set_aside
+            )
         except DeadLettered as dead:
             log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
-            await self._dead_letter(record, source, name, dead.record.reason, attempts=dead.record.attempts)
         except (StoreUnavailable, ConcurrencyError) as error:
             raise RetryLater(f"{type(error).__name__}: {error}") from error
 
