@@ -203,9 +203,10 @@ class Intake:
                 for alert, _ in batch
             ]
             try:
-                await self.store.commit(staging.commit_writes())
+                committed = await self.store.commit(staging.commit_writes())
             except ConcurrencyError:
                 continue
+            self.registry.committed(committed.envelopes)
             return decisions
         raise ConcurrencyError(key_stream(batch[0][0].key), -1, -1)
 
@@ -214,7 +215,10 @@ class Intake:
 
     async def append(self, incident_id: str, events: list[Event], expected_version: int) -> int:
         if events:
-            await self.store.commit([Write(incident_stream(incident_id), events, expected_version)])
+            committed = await self.store.commit(
+                [Write(incident_stream(incident_id), events, expected_version)]
+            )
+            self.registry.committed(committed.envelopes)
         return expected_version + len(events)
 
     async def change(
@@ -233,6 +237,7 @@ class Intake:
         committed = await self.store.commit([Write(stream, events, expected_version)])
         for env in committed.envelopes:
             self.registry.apply(env, count=False)
+        self.registry.committed(committed.envelopes)
 
     async def refused(self, integration_id: str, status: int, error: str) -> None:
         """Record a refused request for its integration's owner to see; an outage loses the record,
@@ -241,7 +246,8 @@ class Intake:
             integration_id=integration_id, status=status, error=error[:1000], occurred_at=self.clock()
         )
         with contextlib.suppress(StoreUnavailable):
-            await self.store.commit([Write(f"integration-{integration_id}", [event], None)])
+            committed = await self.store.commit([Write(f"integration-{integration_id}", [event], None)])
+            self.registry.committed(committed.envelopes)
 
     async def catch_up(self, page: int = 1000) -> None:
         """Fold what intake's log holds beyond the registry's checkpoint into the registry."""
@@ -249,8 +255,7 @@ class Intake:
             while True:
                 batch = await self.store.read_all(after=self.registry.checkpoint, limit=page)
                 for env in batch:
-                    self.registry.apply(env)
-                    self.registry.checkpoint = env.checkpoint
+                    self.registry.fold(env)
                 if len(batch) < page:
                     return
 
@@ -265,7 +270,8 @@ class Intake:
             )
             for i in self.registry.open_incidents(change.service)
         ]
-        await self.store.commit([Write(f"change-{change_id}", [change], 0), *copies])
+        committed = await self.store.commit([Write(f"change-{change_id}", [change], 0), *copies])
+        self.registry.committed(committed.envelopes)
 
     async def heartbeat(
         self, name: str, *, timeout_seconds: int, service: str, integration_id: str
@@ -295,6 +301,7 @@ class Intake:
                 if env.stream == heartbeat_stream(name):
                     self.registry.apply(env, count=False)
                     state = heartbeats.evolve_heartbeat(state, env.event)
+            self.registry.committed(committed.envelopes)
             return state
         raise ConcurrencyError(heartbeat_stream(name), -1, -1)
 
@@ -317,6 +324,7 @@ class Intake:
             for env in committed.envelopes:
                 if env.stream == heartbeat_stream(name):
                     self.registry.apply(env, count=False)
+            self.registry.committed(committed.envelopes)
             return decision
         raise ConcurrencyError(heartbeat_stream(name), -1, -1)
 

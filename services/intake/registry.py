@@ -1,6 +1,12 @@
 """What intake knows from its own log: integrations, heartbeats, maintenance windows and per-integration
 counts. A follower folds intake's log into it (so it is rebuilt after a restart and shared by every
-instance on one store); writes on this instance also apply at once, so a new key works immediately."""
+instance on one store); writes on this instance also apply at once, so a new key works immediately.
+
+What this instance commits is folded from the envelopes the store returned (`committed`), in log
+order, instead of being read back and parsed again by the follower: on a store whose log order is
+the gap-free position (SQLite, memory), an envelope that follows the checkpoint is folded at once and
+the checkpoint moves past it; anything else (another writer's event in between, PostgreSQL's
+transaction order) waits for the follower, which folds every envelope exactly once, in order."""
 
 from __future__ import annotations
 
@@ -157,6 +163,31 @@ class Registry:
     open_by_service: dict[str, dict[str, None]] = field(default_factory=dict)
     checkpoint: Checkpoint = (0, 0)
     services: dict[str, str] = field(default_factory=dict)  # incident id -> its service
+    committed_here: dict[int, Envelope] = field(default_factory=dict)  # position -> not yet folded
+
+    def fold(self, env: Envelope) -> None:
+        """Fold the log's next envelope (counted) and move the checkpoint past it; one already
+        folded (committed here, or read twice) changes nothing."""
+        if env.checkpoint <= self.checkpoint:
+            return
+        self.committed_here.pop(env.position, None)
+        self.apply(env)
+        self.checkpoint = env.checkpoint
+        self._fold_committed_here()
+
+    def committed(self, envelopes: list[Envelope]) -> None:
+        """Envelopes this instance has just committed: folded now if the log has nothing between
+        them and the checkpoint, else by the follower when it reads them."""
+        for env in envelopes:
+            if env.tx == 0 and env.checkpoint > self.checkpoint:
+                self.committed_here[env.position] = env
+        self._fold_committed_here()
+
+    def _fold_committed_here(self) -> None:
+        tx, position = self.checkpoint
+        while tx == 0 and (env := self.committed_here.pop(position + 1, None)) is not None:
+            self.apply(env)
+            self.checkpoint = tx, position = env.checkpoint
 
     def add(self, integration: Integration) -> None:
         self.integrations[integration.id] = integration
