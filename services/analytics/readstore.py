@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS incidents (
     search TEXT NOT NULL DEFAULT '',
     doc BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS incidents_list ON incidents (opened_at DESC, id DESC, search);
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_service ON incidents (service, opened_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_team ON incidents (team, opened_at DESC);
 CREATE TABLE IF NOT EXISTS timeline (
     event_id TEXT PRIMARY KEY,
     incident_id TEXT NOT NULL,
@@ -344,7 +345,9 @@ class ReadStore:
         sql = "SELECT doc, coalesce(opened_at, ''), id FROM incidents"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY coalesce(opened_at, '') DESC, id DESC LIMIT ?"
+        # The order of the indexes (NULL sorts last, as '' does in the cursor): a page reads its own rows
+        # and no others, and a text search tests incidents_list's copy of `search`, not every row.
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         rows = await self._query(sql, (*args, limit + 1))
         items = [orjson.loads(r[0]) for r in rows[:limit]]
         more = len(rows) > limit

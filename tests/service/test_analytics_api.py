@@ -250,6 +250,26 @@ async def test_pages_follow_the_cursor_to_the_end(api: httpx.AsyncClient) -> Non
     assert seen == ["inc-d", "inc-a", "inc-b", "inc-c"]
 
 
+async def test_an_incident_not_yet_opened_here_comes_last_and_the_pages_reach_it() -> None:
+    """Triage's first event about an incident can be projected before intake's IncidentOpened: the
+    incident has no opening time yet, and the list shows it after every opened one, page by page too."""
+    async with analytics() as (app, stores, _):
+        early = prio("inc-e", ago(minutes=5), "P2", "api", "Seen by triage first")[1]
+        await stores["triage"].commit([Write("triage-inc-e", [early], None)])
+        async with running({"analytics": app}, ADMIN) as clients:
+            await caught_up(app, stores)
+            api = clients["analytics"]
+            seen, cursor = [], None
+            while True:
+                params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+                page = (await api.get("/v1/incidents", params=params)).json()
+                seen += [i["id"] for i in page["items"]]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert await ids(api) == seen == ["inc-d", "inc-a", "inc-b", "inc-c", "inc-e"]
+
+
 @pytest.mark.parametrize(
     "params",
     [{"cursor": "not-a-cursor"}, {"major": "maybe"}, {"from": "2026-11-23T10:00:00"}, {"limit": 0}],
