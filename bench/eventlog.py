@@ -15,6 +15,7 @@ services would have written, only without waiting for them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -71,6 +72,8 @@ SERVICES: Final = tuple(
     for name in ("payments", "checkout", "search", "auth", "catalogue", "db", "queue", "cdn", "api", "mail")
     for region in ("eu", "us", "ap", "sa")
 )
+SERVICE_WEIGHTS: Final = tuple(itertools.accumulate(1 / k for k in range(1, len(SERVICES) + 1)))
+"""Zipf: a few services have most of the incidents (the busiest about a quarter), many have few."""
 TEAMS: Final = ("platform", "payments", "storefront", "identity", "data", "network", "sre", "mobile")
 PEOPLE: Final = ("ann", "bob", "carol", "dev", "erin", "farid", "gita", "hugo", "ines", "jon")
 PRIORITIES: Final = ("P1", "P2", "P3", "P4", "P5")
@@ -101,7 +104,7 @@ def incident(n: int, rnd: random.Random, opened: datetime, now: datetime) -> Rec
     iid = f"{rnd.getrandbits(64):016x}"
     priority = rnd.choices(PRIORITIES, PRIORITY_WEIGHTS)[0]
     severity = rnd.choice(SEVERITY[priority])
-    service = SERVICES[min(len(SERVICES) - 1, int(rnd.paretovariate(1.2)) - 1)]
+    service = rnd.choices(SERVICES, cum_weights=SERVICE_WEIGHTS)[0]
     team = TEAMS[SERVICES.index(service) // 4 % len(TEAMS)]
     title = (
         f"{rnd.choice(('High error rate', 'Latency', 'Disk full', 'Pod restarts', 'Timeouts'))} on {service}"
