@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -91,6 +92,7 @@ class Delivery:
     clock: Clock
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 32
+    backlog: int = 1000
     rand: random.Random = field(default_factory=random.Random)
     _gate: asyncio.Semaphore = field(init=False)
 
@@ -98,16 +100,42 @@ class Delivery:
         self._gate = asyncio.Semaphore(self.concurrency)
 
     async def run(self) -> None:
-        at = await self.store.checkpoint(DELIVERY)
-        while True:
-            page = await self.store.read_all(after=at, limit=200)
-            if not page:
-                await self.store.wait_for_append(1.0, after=at)
-                continue
-            work = [e for e in page if isinstance(e.event, NotificationPlanned | NotificationRetryRequested)]
-            await asyncio.gather(*(self._deliver(e) for e in work))
-            at = page[-1].checkpoint
-            await self.store.commit([], tracking=Tracking(DELIVERY, None, checkpoint=at))
+        """Follow comms' log and deliver each notification in a task of its own, so that one that
+        waits out its retries holds up nobody else's. The saved checkpoint is the end of the longest
+        finished prefix of the log: after a restart, what was in flight is picked up again (each
+        notification's own stream says how far it got)."""
+        at = saved = await self.store.checkpoint(DELIVERY)
+        window: deque[tuple[Checkpoint, asyncio.Task[None] | None]] = deque()
+        try:
+            while True:
+                done = saved
+                while window and (window[0][1] is None or window[0][1].done()):
+                    checkpoint, task = window.popleft()
+                    if task is not None:
+                        task.result()  # a store outage ends the worker; its supervisor starts it again
+                    done = checkpoint
+                if done != saved:
+                    await self.store.commit([], tracking=Tracking(DELIVERY, None, checkpoint=done))
+                    saved = done
+                if len(window) >= self.backlog:
+                    head = window[0][1]
+                    assert head is not None  # finished and empty places were taken off above
+                    await asyncio.wait([head], timeout=1.0)
+                    continue
+                page = await self.store.read_all(after=at, limit=200)
+                if not page:
+                    await self.store.wait_for_append(0.2 if window else 1.0, after=at)
+                    continue
+                for env in page:
+                    wanted = isinstance(env.event, NotificationPlanned | NotificationRetryRequested)
+                    window.append(
+                        (env.checkpoint, asyncio.create_task(self._deliver(env)) if wanted else None)
+                    )
+                at = page[-1].checkpoint
+        finally:
+            for _, task in window:
+                if task is not None:
+                    task.cancel()
 
     async def _planned(self, env: Envelope) -> NotificationPlanned | None:
         e = env.event
@@ -124,82 +152,81 @@ class Delivery:
         if n is None:
             return
         stream = notification_stream(n.notification_id)
-        async with self._gate:
-            history = [e.event for e in await self.store.read(stream)]
-            version = len(history)
-            p = progress(history, attempts=self.policy.attempts)
-            if p.sent or p.dead:
-                return  # delivered, or given up on, before a restart
-            phases: list[tuple[str, str, bool, int]] = []
-            if not p.primary_given_up:
-                phases.append((n.channel, n.recipient, False, p.primary_failures))
-            if n.fallback_channel and n.fallback_recipient:
-                phases.append((n.fallback_channel, n.fallback_recipient, True, p.fallback_failures))
-            if not phases:
-                phases.append((n.channel, n.recipient, False, 0))
-            for index, (kind, address, fallback, failures) in enumerate(phases):
-                last_phase = index == len(phases) - 1
-                while failures < self.policy.attempts:
-                    failures += 1
-                    version += 1
-                    outcome: Event
-                    delay: float | None = None
-                    try:
-                        await self._send(kind, address, n)
-                        outcome = NotificationSent(
-                            incident_id=n.incident_id,
-                            notification_id=n.notification_id,
-                            channel=kind,
-                            recipient=address,
-                            attempt=version,
-                            fallback=fallback,
-                            occurred_at=self.clock(),
-                        )
-                    except DeliveryFailed as e:
-                        log.warning(
-                            "notification %s via %s attempt %d failed: %s",
-                            n.notification_id,
-                            kind,
-                            failures,
-                            e,
-                        )
-                        if e.permanent:
-                            failures = self.policy.attempts
-                        exhausted = failures >= self.policy.attempts
-                        if not exhausted:
-                            delay = backoff(self.policy, failures, self.rand.random())
-                        now = self.clock()
-                        outcome = NotificationFailed(
-                            incident_id=n.incident_id,
-                            notification_id=n.notification_id,
-                            channel=kind,
-                            recipient=address,
-                            attempt=version,
-                            error=str(e)[:1000],
-                            final=exhausted and last_phase,
-                            retry_at=now + timedelta(seconds=delay) if delay is not None else None,
-                            permanent=e.permanent,
-                            occurred_at=now,
-                        )
-                    try:
-                        await self.store.commit(
-                            [
-                                Write(
-                                    stream,
-                                    [outcome],
-                                    version - 1,
-                                    correlation_id=env.correlation_id,
-                                    causation_id=env.id,
-                                )
-                            ]
-                        )
-                    except ConcurrencyError:
-                        log.info("notification %s is being delivered elsewhere", n.notification_id)
-                        return
-                    if isinstance(outcome, NotificationSent):
-                        return
-                    if delay is not None:
-                        await asyncio.sleep(delay)
+        history = [e.event for e in await self.store.read(stream)]
+        version = len(history)
+        p = progress(history, attempts=self.policy.attempts)
+        if p.sent or p.dead:
+            return  # delivered, or given up on, before a restart
+        phases: list[tuple[str, str, bool, int]] = []
+        if not p.primary_given_up:
+            phases.append((n.channel, n.recipient, False, p.primary_failures))
+        if n.fallback_channel and n.fallback_recipient:
+            phases.append((n.fallback_channel, n.fallback_recipient, True, p.fallback_failures))
+        if not phases:
+            phases.append((n.channel, n.recipient, False, 0))
+        for index, (kind, address, fallback, failures) in enumerate(phases):
+            last_phase = index == len(phases) - 1
+            while failures < self.policy.attempts:
+                failures += 1
+                version += 1
+                outcome: Event
+                delay: float | None = None
+                try:
+                    await self._send(kind, address, n)
+                    outcome = NotificationSent(
+                        incident_id=n.incident_id,
+                        notification_id=n.notification_id,
+                        channel=kind,
+                        recipient=address,
+                        attempt=version,
+                        fallback=fallback,
+                        occurred_at=self.clock(),
+                    )
+                except DeliveryFailed as e:
+                    log.warning(
+                        "notification %s via %s attempt %d failed: %s",
+                        n.notification_id,
+                        kind,
+                        failures,
+                        e,
+                    )
+                    if e.permanent:
+                        failures = self.policy.attempts
+                    exhausted = failures >= self.policy.attempts
+                    if not exhausted:
+                        delay = backoff(self.policy, failures, self.rand.random())
+                    now = self.clock()
+                    outcome = NotificationFailed(
+                        incident_id=n.incident_id,
+                        notification_id=n.notification_id,
+                        channel=kind,
+                        recipient=address,
+                        attempt=version,
+                        error=str(e)[:1000],
+                        final=exhausted and last_phase,
+                        retry_at=now + timedelta(seconds=delay) if delay is not None else None,
+                        permanent=e.permanent,
+                        occurred_at=now,
+                    )
+                try:
+                    await self.store.commit(
+                        [
+                            Write(
+                                stream,
+                                [outcome],
+                                version - 1,
+                                correlation_id=env.correlation_id,
+                                causation_id=env.id,
+                            )
+                        ]
+                    )
+                except ConcurrencyError:
+                    log.info("notification %s is being delivered elsewhere", n.notification_id)
+                    return
+                if isinstance(outcome, NotificationSent):
+                    return
+                if delay is not None:
+                    await asyncio.sleep(delay)
 
     async def _send(self, kind: str, address: str, n: NotificationPlanned) -> None:
         channel = self.channels.get(kind)
