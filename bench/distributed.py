@@ -82,6 +82,14 @@ def cpu_s(pid: int | None, *, children: bool = False) -> float:
     return total / TICK
 
 
+def hwm_mb(pid: int | None) -> float:
+    """VmHWM of `pid` in MB; 0 for a process that is gone (a backend may end between listing and reading)."""
+    try:
+        return rss_mb(pid) if pid else 0.0
+    except OSError:
+        return 0.0
+
+
 def child_pids(pid: int) -> list[int]:
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -103,9 +111,9 @@ class Servers:
     def sample_rss(self) -> None:
         """Kafka's VmHWM; PostgreSQL's largest process and the sum over its processes (its backends come
         and go with the services' pools, so the sum is sampled while they run)."""
-        pg = [rss_mb(p) for p in [self.pg.pid, *child_pids(self.pg.pid or 0)] if p]
+        pg = [mb for p in [self.pg.pid, *child_pids(self.pg.pid or 0)] if (mb := hwm_mb(p))]
         for key, mb in (
-            ("kafka", rss_mb(self.kafka.pid) if self.kafka.pid else 0.0),
+            ("kafka", hwm_mb(self.kafka.pid)),
             ("postgres_largest", max(pg, default=0.0)),
             ("postgres_sum", sum(pg)),
             ("postgres_processes", float(len(pg))),
@@ -130,7 +138,7 @@ class Cluster:
         self.servers.sample_rss()
         for name, proc in self.procs.items():
             if proc.poll() is None:
-                self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), rss_mb(proc.pid))
+                self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), hwm_mb(proc.pid))
 
     def cpu(self) -> dict[str, float]:
         return {s: cpu_s(p.pid) for s, p in self.procs.items()} | self.servers.cpu()
