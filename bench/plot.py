@@ -123,7 +123,7 @@ def plot(results: Mapping[str, Any], path: Path, *, title: str = "Lynchpin bench
     ax.set_yticks(rows, [b.label for b in drawn], fontsize=9)
     lo = min(min(b.ratio for b in drawn), *(b.target for b in drawn if b.target is not None))
     hi = max(max(b.ratio for b in drawn), *(b.target for b in drawn if b.target is not None))
-    ax.set_xlim(lo / 2, hi * 12)  # room on the right for the labels
+    ax.set_xlim(lo / 2, hi * 25)  # room on the right for the labels
     ax.set_xlabel("ratio to baseline or target (log scale; dashed line: 1x)")
     ax.set_title(title)
     fig.tight_layout()
