@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.intake import integrations, lifecycle, webhooks, workers
 from services.intake.ack import ack_routes
 from services.intake.domain import Incident
-from services.intake.fastpath import CanonicalFastPath
 from services.intake.handlers import Intake, PreconditionFailed
 from services.intake.heartbeats import Window
 from services.intake.registry import DEFAULT_ID, Integration, Registry
@@ -338,13 +337,4 @@ def create_app(
     app.include_router(ack_routes(intake, credentials, clock))  # acknowledge links in pages
     app.include_router(tokens_router(store, credentials, clock))
     app.state.intake = intake
-    app.add_middleware(
-        CanonicalFastPath,
-        intake=intake,
-        senders=senders,
-        policy=policy,
-        metrics=app.state.metrics,
-        limit=settings.max_body_bytes,
-        read_timeout=settings.body_read_timeout,
-    )
     return app

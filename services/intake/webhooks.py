@@ -135,7 +135,7 @@ class AcceptedMany(BaseModel):
     alerts: list[AlertOutcome]
 
 
-def action_of(decision: Decision) -> Action:
+def _action(decision: Decision) -> Action:
     outcome = decision.outcome
     allowed: tuple[Action, ...] = (
         "opened", "attached", "repeated", "resolved", "acknowledged", "suppressed", "duplicate", "recorded"
@@ -167,43 +167,16 @@ PD_THROTTLED = {
 }
 
 
-async def accept_alerts(intake: Intake, alerts: list[Alert]) -> list[Decision]:
-    """Decide and durably append the alerts; Overloaded (nothing written) when too many wait."""
-    if intake.in_flight + len(alerts) > MAX_IN_FLIGHT:
-        raise Overloaded(f"{intake.in_flight} alerts are waiting to be written")
-    try:
-        if len(alerts) == 1:
-            return [await intake.receive(alerts[0])]
-        return list(await asyncio.gather(*(intake.receive(a) for a in alerts)))
-    except ConcurrencyError as e:
-        raise Overloaded(f"could not settle concurrent writers: {e}") from None
-
-
-async def canonical_alert(request: Request, raw: bytes, senders: Senders, policy: IntakePolicy) -> Alert:
-    """A canonical post as an alert: the body validated (422), then the sender (401). Writes nothing."""
-    body = canonical(raw)
-    integration = await senders.of(request)
-    ctx = Context(integration, policy, "canonical")
-    return ctx.alert(
-        dedup_key=body.dedup_key or uuid.uuid4().hex,
-        title=body.title,
-        service=ctx.service(body.service),
-        severity=body.severity,
-        status=body.status,
-        raw=body.model_dump(mode="json", exclude_defaults=True),
-        sender_group=body.group_key or "",
-        description=body.description,
-        labels=body.labels,
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-    )
-
-
 def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
     router = APIRouter(tags=["alerts"])
 
     async def accept(alerts: list[Alert]) -> list[Decision]:
-        return await accept_alerts(intake, alerts)
+        if intake.in_flight + len(alerts) > MAX_IN_FLIGHT:
+            raise Overloaded(f"{intake.in_flight} alerts are waiting to be written")
+        try:
+            return list(await asyncio.gather(*(intake.receive(a) for a in alerts)))
+        except ConcurrencyError as e:
+            raise Overloaded(f"could not settle concurrent writers: {e}") from None
 
     async def failed(integration: Integration, error: DomainError) -> None:
         await intake.refused(integration.id, error.status, str(error))
@@ -296,9 +269,24 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         openapi_extra=CANONICAL_BODY,
     )
     async def post_alert(request: Request) -> Response:
-        alert = await canonical_alert(request, await request.body(), senders, policy)
+        body = canonical(await request.body())
+        integration = await senders.of(request)
+        ctx = Context(integration, policy, "canonical")
+        alert = ctx.alert(
+            dedup_key=body.dedup_key or uuid.uuid4().hex,
+            title=body.title,
+            service=ctx.service(body.service),
+            severity=body.severity,
+            status=body.status,
+            raw=body.model_dump(mode="json", exclude_defaults=True),
+            sender_group=body.group_key or "",
+            description=body.description,
+            labels=body.labels,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+        )
         [decision] = await accept([alert])
-        return accepted(decision.incident_id, alert.dedup_key, action_of(decision))
+        return accepted(decision.incident_id, alert.dedup_key, _action(decision))
 
     @router.post(
         "/v2/enqueue",
@@ -367,5 +355,5 @@ def _outcome(alert: Alert, decision: Decision) -> AlertOutcome:
         alert_key=alert.key,
         dedup_key=alert.dedup_key,
         incident_id=decision.incident_id,
-        action=action_of(decision),
+        action=_action(decision),
     )
