@@ -331,7 +331,6 @@ def create_app(
         description="Alerts in from monitoring tools; dedup, grouping and the incident lifecycle.",
     )
     app.include_router(webhooks.routes(intake, senders, policy))
-    webhooks.document_canonical(app)
     app.include_router(integrations.routes(intake, senders, policy))
     app.include_router(routes(intake))
     app.include_router(ack_routes(intake, credentials, clock))  # acknowledge links in pages

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.domain import Alert, Decision
 from services.intake.examples import AM_EXAMPLE, CE_EXAMPLE, DATADOG_EXAMPLE, PD_EXAMPLE, body_of
@@ -63,57 +61,6 @@ class CanonicalAlert(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, max_length=128)
     starts_at: datetime | None = Field(default=None, description="When the sender saw it start")
     ends_at: datetime | None = Field(default=None, description="When the sender saw it end (resolved)")
-
-
-CANONICAL_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CanonicalAlert"}}},
-    },
-    "responses": {
-        "422": {
-            "description": "Validation Error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
-        }
-    },
-}
-"""The canonical route reads its body itself (below); its schema is added to the document by the app."""
-
-
-def canonical(body: bytes) -> CanonicalAlert:
-    """The body validated as FastAPI would (422 naming the field), in one pass: pydantic parses the
-    JSON itself, with no dict built in between and no dependency resolution on the hot path."""
-    try:
-        return CanonicalAlert.model_validate_json(body)
-    except ValidationError as e:
-        errors = [{**error, "loc": ("body", *error["loc"])} for error in e.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-
-
-def document_canonical(app: FastAPI) -> None:
-    """Put `CanonicalAlert` (and the enums it names) in the app's OpenAPI components, where
-    CANONICAL_BODY points: FastAPI adds only the models its routes declare as parameters."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schemas = generate().setdefault("components", {}).setdefault("schemas", {})
-            schema = CanonicalAlert.model_json_schema(ref_template="#/components/schemas/{model}")
-            for field in schema["properties"].values():  # as FastAPI shows optional fields
-                if field.get("default", ...) is None:
-                    del field["default"]
-            for name, definition in schema.pop("$defs", {}).items():
-                schemas.setdefault(name, definition)
-            schemas.setdefault("CanonicalAlert", schema)
-        return app.openapi_schema or generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def accepted(incident_id: str, dedup_key: str, action: Action) -> Response:
-    """`Accepted` as bytes, without a response model round trip (the shape is fixed)."""
-    body = {"status": "accepted", "incident_id": incident_id, "dedup_key": dedup_key, "action": action}
-    return Response(orjson.dumps(body), status_code=202, media_type="application/json")
 
 
 class Accepted(BaseModel):
@@ -266,10 +213,8 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
         status_code=202,
         response_model=Accepted,
         summary="Post an alert in Lynchpin's canonical JSON",
-        openapi_extra=CANONICAL_BODY,
     )
-    async def post_alert(request: Request) -> Response:
-        body = canonical(await request.body())
+    async def post_alert(body: CanonicalAlert, request: Request) -> Accepted:
         integration = await senders.of(request)
         ctx = Context(integration, policy, "canonical")
         alert = ctx.alert(
@@ -286,7 +231,7 @@ def routes(intake: Intake, senders: Senders, policy: IntakePolicy) -> APIRouter:
             ends_at=body.ends_at,
         )
         [decision] = await accept([alert])
-        return accepted(decision.incident_id, alert.dedup_key, _action(decision))
+        return Accepted(incident_id=decision.incident_id, dedup_key=alert.dedup_key, action=_action(decision))
 
     @router.post(
         "/v2/enqueue",
