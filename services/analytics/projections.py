@@ -10,7 +10,7 @@ how the services' logs interleave: a replay reaches the state that live processi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -126,13 +126,48 @@ class IncidentView:
     problem_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, datetime):
-                out[key] = value.isoformat()
-            elif isinstance(value, tuple):
-                out[key] = [list(v) if isinstance(v, tuple) else v for v in value]
-        return out
+        """The stored document: field by field (`dataclasses.asdict` deep-copies every value, and
+        cost a rebuild a tenth of a millisecond per incident). Keys in field order."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "service": self.service,
+            "severity": self.severity,
+            "category": self.category,
+            "description": self.description,
+            "status": self.status,
+            "priority": self.priority,
+            "major": self.major,
+            "team": self.team,
+            "assignee": self.assignee,
+            "opened_at": _iso_or_none(self.opened_at),
+            "detected_at": _iso_or_none(self.detected_at),
+            "acknowledged_at": _iso_or_none(self.acknowledged_at),
+            "resolved_at": _iso_or_none(self.resolved_at),
+            "closed_at": _iso_or_none(self.closed_at),
+            "on_hold_since": _iso_or_none(self.on_hold_since),
+            "alert_count": self.alert_count,
+            "notification_count": self.notification_count,
+            "notifications_sent": self.notifications_sent,
+            "notifications_failed": self.notifications_failed,
+            "reopen_count": self.reopen_count,
+            "response_breached": self.response_breached,
+            "resolution_breached": self.resolution_breached,
+            "sla_warnings": self.sla_warnings,
+            "next_update_due": _iso_or_none(self.next_update_due),
+            "holds": [list(h) for h in self.holds],
+            "roles": [dict(r) for r in self.roles],
+            "updates": [dict(u) for u in self.updates],
+            "feedback": [dict(f) for f in self.feedback],
+            "actions": [dict(a) for a in self.actions],
+            "major_reason": self.major_reason,
+            "response_target": self.response_target,
+            "resolution_target": self.resolution_target,
+            "sla_calendar": self.sla_calendar,
+            "response_met": self.response_met,
+            "resolution_met": self.resolution_met,
+            "problem_id": self.problem_id,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> IncidentView:
@@ -149,6 +184,10 @@ class IncidentView:
                 value = tuple(value)
             fields[key] = value
         return cls(**fields)
+
+
+def _iso_or_none(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (event_id TEXT PRIMARY KEY, doc BLOB NOT
 CREATE TABLE IF NOT EXISTS revoked_tokens (token_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS freshness (source TEXT PRIMARY KEY, recorded_at TEXT, occurred_at TEXT);
 """
+SECONDARY_INDEXES = (
+    "incidents_list",
+    "incidents_status",
+    "incidents_service",
+    "incidents_team",
+    "timeline_incident",
+)
+LOAD_CACHE_KIB = -262144
+"""The page cache while a rebuild loads its tables (negative: KiB, so 256 MiB)."""
 TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness")
 
 
@@ -256,11 +265,19 @@ class ReadStore:
         *,
         batch: int = 20_000,
     ) -> None:
-        """Write a whole replayed state into empty tables, in large transactions (rebuild)."""
+        """Write a whole replayed state into empty tables, in large transactions (rebuild).
+
+        Rows given in key order append to the primary keys' b-trees instead of splitting pages all
+        over them; the secondary indexes are dropped for the load and built once at the end (a sort
+        each, rather than an insert per row), with a large page cache while it lasts."""
 
         def run() -> None:
             conn = self._writer
             assert conn is not None
+            cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+            conn.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
+            for index in SECONDARY_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
             for sql, rows in (
                 (UPSERT_INCIDENT, (incident_row(v) for v in views)),
                 (INSERT_TIMELINE, (timeline_row(e) for e in entries)),
@@ -279,6 +296,8 @@ class ReadStore:
                 "INSERT OR REPLACE INTO freshness VALUES (?, ?, ?)", [(k, *v) for k, v in freshness.items()]
             )
             conn.execute("COMMIT")
+            conn.executescript(SCHEMA)  # the indexes again
+            conn.execute(f"PRAGMA cache_size={int(cache)}")
 
         await self._write(run)
 

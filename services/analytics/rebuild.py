@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
@@ -82,10 +83,11 @@ async def replay(
 
 
 async def write(state: Replayed, reads: ReadStore) -> None:
+    """Every table's rows in its primary key's order (see `ReadStore.load`)."""
     await reads.load(
-        sorted(state.views.values(), key=lambda v: v.id),
-        state.entries,
-        state.handled,
+        sorted(state.views.values(), key=attrgetter("id")),
+        sorted(state.entries, key=attrgetter("event_id")),
+        sorted(state.handled),
         state.checkpoints,
         state.freshness,
     )

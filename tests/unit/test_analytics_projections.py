@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,6 +120,20 @@ def test_a_whole_incident_folds_into_one_view() -> None:
     assert v.next_update_due == T0 + timedelta(minutes=70)
     assert (v.notification_count, v.notifications_sent) == (1, 1)
     assert IncidentView.from_json(v.to_json()) == v
+
+
+def test_a_view_is_stored_as_every_field_in_order_with_times_as_text_and_tuples_as_lists() -> None:
+    v = fold(INTAKE + TRIAGE + COMMS)
+    assert v is not None
+    expected = {
+        f.name: getattr(v, f.name).isoformat()
+        if isinstance(getattr(v, f.name), datetime)
+        else [list(x) if isinstance(x, tuple) else x for x in getattr(v, f.name)]
+        if isinstance(getattr(v, f.name), tuple)
+        else getattr(v, f.name)
+        for f in dataclasses.fields(IncidentView)
+    }
+    assert list(v.to_json().items()) == list(expected.items())
 
 
 def test_the_view_does_not_depend_on_how_the_services_logs_interleave() -> None:
