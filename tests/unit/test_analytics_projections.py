@@ -136,6 +136,11 @@ def test_a_view_is_stored_as_every_field_in_order_with_times_as_text_and_tuples_
     assert list(v.to_json().items()) == list(expected.items())
 
 
+def test_a_stored_view_missing_fields_takes_their_defaults_and_unknown_keys_are_ignored() -> None:
+    doc = {"id": "inc-1", "opened_at": T0.isoformat(), "holds": [["a", "b"]], "retired_field": 3}
+    assert IncidentView.from_json(doc) == IncidentView(id="inc-1", opened_at=T0, holds=(("a", "b"),))
+
+
 def test_the_view_does_not_depend_on_how_the_services_logs_interleave() -> None:
     one_after_another = fold(TRIAGE + COMMS + INTAKE)
     interleaved = fold([f for group in itertools.zip_longest(INTAKE, TRIAGE, COMMS) for f in group if f])
