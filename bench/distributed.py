@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,16 @@ class Cluster:
                 if TROUBLE.search(line):
                     found.append(f"{what}/{service}: {line.strip()[:300]}")
         return found
+
+    def warnings(self) -> Counter[str]:
+        """The services' WARNING lines, counted by message with numbers and ids blanked."""
+        seen: Counter[str] = Counter()
+        for service, log in self.logs.items():
+            for line in log.read_text(errors="replace").splitlines() if log.exists() else ():
+                if " WARNING " in line:
+                    message = line.split(" WARNING ", 1)[1]
+                    seen[f"{service}: {re.sub(r'[0-9a-f]{8,}|[0-9]+', '#', message)[:200]}"] += 1
+        return seen
 
 
 @contextlib.contextmanager
@@ -360,7 +371,10 @@ def catch_up(c: Cluster, storm_key: str, timeout: float) -> CatchUp:
     )
 
 
-def warm_up(c: Cluster, n: int = 10, timeout: float = 180) -> float:
+WARM_UP = 10
+
+
+def warm_up(c: Cluster, n: int = WARM_UP, timeout: float = 180) -> float:
     """Send `n` critical alerts at once and wait until analytics shows each with its priority and nothing is
     left to flow: the JVM's JIT, the consumer groups and the pools are warm, and idle, before any timing."""
     began = time.monotonic()
@@ -490,13 +504,12 @@ async def offer(c: Cluster, hook: Any, rate: float, seconds: float, drain: float
 
 async def deliveries(
     servers: Servers, data: Path, rates: list[float], seconds: float, drain: float
-) -> tuple[list[Delivery], list[Cluster], list[str]]:
+) -> tuple[list[Delivery], list[Cluster]]:
     """Each rate in turn (lowest first) on one cluster; a fresh cluster after a rate that left a backlog."""
     from tests.receivers import webhook_receiver
 
     done: list[Delivery] = []
     used: list[Cluster] = []
-    problems: list[str] = []
     policy = data / "policy.yaml"
     data.mkdir(parents=True, exist_ok=True)
     policy.write_text(POLICY)
@@ -514,14 +527,11 @@ async def deliveries(
                 d = await offer(c, hook, rate, seconds, drain, tag=f"r{n}")
                 done.append(d)
                 if not d.drained:
-                    problems += c.trouble(f"delivery{n}")
                     await asyncio.to_thread(stack.close)
                     c = None
         finally:
             await asyncio.to_thread(stack.close)
-    for n, c in enumerate(used):
-        problems += c.trouble(f"delivery-cluster{n}")
-    return done, used, sorted(set(problems))
+    return done, used
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -532,7 +542,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small run (about two minutes)")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=8.0, help="per ingest measurement, with wrk")
+    p.add_argument("--seconds", type=float, default=5.0, help="per ingest measurement, with wrk")
     p.add_argument("--requests", type=int, default=2000, help="per ingest measurement, without wrk")
     p.add_argument("--samples", type=int, default=60, help="alerts timed until visible in analytics")
     p.add_argument("--rate", type=float, default=5.0, help="offered alerts/s for the delivery latency")
@@ -557,6 +567,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     visible: list[float] = []
     problems: list[str] = []
     peaks: dict[str, float] = {}
+    warnings: Counter[str] = Counter()
+    pipeline: list[dict[str, float]] = []
     rates = [args.rate] + [float(r) for r in args.higher.split(",") if r.strip()]
     with (
         tempfile.TemporaryDirectory(prefix="lynchpin-bench-") as tmp,
@@ -566,9 +578,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         servers = Servers(pg, kafka)
 
-        def keep(c: Cluster) -> None:
+        def keep(c: Cluster, what: str) -> None:
+            nonlocal warnings
             for name, mb in c.peak_mb.items():
                 peaks[name] = max(peaks.get(name, 0.0), mb)
+            problems.extend(c.trouble(what))
+            warnings += c.warnings()
 
         for n in range(args.runs):
             with phase(f"run {n + 1}/{args.runs}: no-op baseline"), noop() as (url, _):
@@ -576,13 +591,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with phase(f"run {n + 1}/{args.runs}: start and warm up"):
                 c = stack.enter_context(cluster(servers, Path(tmp) / f"ingest{n}"))
                 warm_up(c)
+            began = time.monotonic()
             with phase(f"run {n + 1}/{args.runs}: ingest"):
                 results["distinct"].append(load(c.urls["intake"], args, duplicate=False, tag=f"d{n}"))
                 c.sample_rss()
                 results["storm"].append(load(c.urls["intake"], args, duplicate=True, tag=f"s{n}"))
                 c.sample_rss()
             with phase(f"run {n + 1}/{args.runs}: catch up"):
-                catchups.append(catch_up(c, f"s{n}-storm", timeout=300))
+                catchups.append(caught := catch_up(c, f"s{n}-storm", timeout=300))
+                alerts = caught.expected_incidents - WARM_UP + caught.expected_storm_alerts - 1
+                took = time.monotonic() - began
+                pipeline.append(
+                    {"alerts": alerts, "seconds": round(took, 1), "per_s": round(alerts / took, 1)}
+                )
             with phase(f"run {n + 1}/{args.runs}: visible latency"):
                 samples = args.samples // args.runs
                 visible += asyncio.run(visible_latency(c.urls["intake"], c.urls["analytics"], samples))
@@ -593,15 +614,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     c.signal(CONSUMERS, signal.SIGCONT)
             stack.close()
-            keep(c)
-            problems += c.trouble(f"ingest{n}")
+            keep(c, f"ingest{n}")
         with phase(f"delivery latency at {', '.join(f'{r:g}' for r in rates)} alerts/s"):
-            done, used, found = asyncio.run(
+            done, used = asyncio.run(
                 deliveries(servers, Path(tmp) / "delivery", rates, args.latency_seconds, args.drain)
             )
-        for c in used:
-            keep(c)
-        problems += found + kafka_trouble(kafka.log_path)
+        for n, c in enumerate(used):
+            keep(c, f"delivery{n}")
+        problems += kafka_trouble(kafka.log_path)
 
     base = statistics.median(r.rate for r in results["noop"])
     ingest = {
@@ -620,6 +640,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "runs": args.runs,
         "ingest": ingest,
         "storm_incidents": [c.storm_incidents_analytics for c in catchups],
+        "pipeline": pipeline,
         "catch_up": [
             {
                 "seconds": round(c.seconds, 1),
@@ -643,6 +664,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **{k: round(v) for k, v in servers.peak_mb.items()},
         },
         "problems": problems,
+        "warnings": dict(warnings.most_common()),
     }
 
 
@@ -670,6 +692,11 @@ def report(r: dict[str, Any]) -> str:
             f"Analytics caught up {c['seconds']:.1f}s after the storm: incidents "
             f"{c['incidents']}/{c['expected_incidents']} of intake's store, storm incident alerts "
             f"{c['storm_alerts']}/{c['expected_storm_alerts']}" + ("" if c["complete"] else "  INCOMPLETE")
+        )
+    for p in r["pipeline"]:
+        lines.append(
+            f"Through every consumer: {p['alerts']} alerts (distinct and storm copies) in {p['seconds']}s "
+            f"from the first POST to settled, {p['per_s']} alerts/s"
         )
     v = r["visible_ms"]
     lines.append(f"\nAlert -> visible in analytics (with its priority), {v['samples']} sequential alerts:")
@@ -705,6 +732,8 @@ def report(r: dict[str, Any]) -> str:
     )
     lines.append(f"\nService log lines with ERROR/Traceback: {len(r['problems'])}")
     lines += [f"  {line}" for line in r["problems"][:20]]
+    lines.append(f"Service WARNING lines: {sum(r['warnings'].values())}")
+    lines += [f"  {n} x {w}" for w, n in list(r["warnings"].items())[:10]]
     return "\n".join(lines)
 
 
