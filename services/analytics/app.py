@@ -19,6 +19,7 @@ from services.analytics.metrics import compute
 from services.analytics.projections import IncidentView
 from services.analytics.readstore import ReadStore
 from services.analytics.rebuild import events_url, read_store_path
+from services.analytics.results import Results
 from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
 from shared.envelope import Envelope
@@ -32,6 +33,8 @@ from shared.web import Viewer
 
 SOURCES = ("intake", "triage", "comms")
 MAJOR = ("proposed", "accepted", "rejected")
+RESULTS_SECONDS = 5.0
+"""How long a computed metrics answer is served again while no event has been applied since."""
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -117,7 +120,12 @@ def _window(start: datetime | None, end: datetime | None) -> None:
 
 
 def routes(
-    reads: ReadStore, bus: Bus, events: EventStore, policy: AnalyticsPolicy, clock: Clock
+    reads: ReadStore,
+    bus: Bus,
+    events: EventStore,
+    policy: AnalyticsPolicy,
+    clock: Clock,
+    results: Results,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -210,9 +218,15 @@ def routes(
     ) -> Response:
         _window(start, end)
         kind = exports.negotiate(request, format, offered=("json", "csv"))
-        views = await reads.views(service=service, priority=priority, opened_from=start, opened_to=end)
-        result = compute(views, policy=policy, now=clock(), start=start, end=end)
-        result["filters"] = {"service": service, "priority": priority}
+
+        async def make(now: datetime) -> dict[str, Any]:
+            views = await reads.views(service=service, priority=priority, opened_from=start, opened_to=end)
+            result = compute(views, policy=policy, now=now, start=start, end=end)
+            result["filters"] = {"service": service, "priority": priority}
+            return result
+
+        key = ("metrics", start, end, service, priority)
+        result = await results.get(key, generation=reads.generation, now=clock(), make=make)
         if kind == "csv":
             return PlainTextResponse(exports.metrics_csv(result), media_type=exports.MEDIA["csv"])
         return JSONResponse(result)
@@ -367,7 +381,10 @@ def create_app(
     clock: Clock | None = None,
     events: EventStore | None = None,
     policy: AnalyticsPolicy | None = None,
+    results_seconds: float = RESULTS_SECONDS,
 ) -> FastAPI:
+    """`results_seconds`: how long a computed metrics answer may be served again while no event
+    has been applied since (`services.analytics.results`); 0 computes every request."""
     if reads is None:
         reads = ReadStore(read_store_path(settings))
     if bus is None:
@@ -403,8 +420,9 @@ def create_app(
         description="Incidents, timelines, metrics, reports and the operator dashboard, projected from every "
         "service's log.",
     )
-    app.include_router(routes(reads, bus, events, policy, clock))
-    app.include_router(dashboard.routes(reads, bus, policy, clock))
+    results = Results(results_seconds)
+    app.include_router(routes(reads, bus, events, policy, clock, results))
+    app.include_router(dashboard.routes(reads, bus, policy, clock, results))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
     app.state.metrics.registry.register(LagCollector(bus, reads))
     return app

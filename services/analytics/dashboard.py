@@ -20,6 +20,7 @@ from services.analytics import charts
 from services.analytics.metrics import compute, sla_outcome
 from services.analytics.projections import IncidentView
 from services.analytics.readstore import ReadStore
+from services.analytics.results import Results
 from shared.bus.base import Bus
 from shared.clock import Clock
 from shared.errors import NotFound
@@ -66,7 +67,15 @@ def key_to_cookie(request: Request) -> RedirectResponse | None:
     return answer
 
 
-def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *, days: int = 30) -> APIRouter:
+def routes(
+    reads: ReadStore,
+    bus: Bus,
+    policy: AnalyticsPolicy,
+    clock: Clock,
+    results: Results,
+    *,
+    days: int = 30,
+) -> APIRouter:
     router = APIRouter(tags=["dashboard"])
     env = templates()
 
@@ -94,12 +103,17 @@ def routes(reads: ReadStore, bus: Bus, policy: AnalyticsPolicy, clock: Clock, *,
         if moved := key_to_cookie(request):
             return moved
         now = clock()
-        start = now - timedelta(days=window)
-        m = compute(await reads.views(opened_from=start), policy=policy, now=now, start=start)
-        open_ = sorted(
-            await reads.views(open_only=True),
-            key=lambda v: (v.priority or "P9", v.opened_at or now),
-        )
+
+        async def make(at: datetime) -> tuple[dict[str, Any], list[IncidentView]]:
+            start = at - timedelta(days=window)
+            m = compute(await reads.views(opened_from=start), policy=policy, now=at, start=start)
+            open_ = sorted(
+                await reads.views(open_only=True),
+                key=lambda v: (v.priority or "P9", v.opened_at or at),
+            )
+            return m, open_
+
+        m, open_ = await results.get(("dashboard", window), generation=reads.generation, now=now, make=make)
         majors = [v for v in open_ if v.major == "accepted"]
         volume = {p: float(m["volume"]["by_priority"].get(p, 0)) for p in PRIORITIES}
         services = dict(sorted(m["volume"]["by_service"].items(), key=lambda kv: -kv[1])[:8])

@@ -141,6 +141,9 @@ class ReadStore:
         self._lock = asyncio.Lock()
         self.latest: dict[str, datetime] = {}
         """When the newest event handled from each source was recorded (for lag in seconds)."""
+        self.generation = 0
+        """Bumped by every committed write: an answer computed at one generation is still true
+        at the same one (`services.analytics.results`)."""
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -229,6 +232,7 @@ class ReadStore:
                             (getattr(event, "event_id", ""), event.model_dump_json()),
                         )
             conn.execute("COMMIT")
+            self.generation += 1
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -298,6 +302,7 @@ class ReadStore:
             conn.execute("COMMIT")
             conn.executescript(SCHEMA)  # the indexes again
             conn.execute(f"PRAGMA cache_size={int(cache)}")
+            self.generation += 1
 
         await self._write(run)
 
