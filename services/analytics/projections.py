@@ -9,9 +9,11 @@ how the services' logs interleave: a replay reaches the state that live processi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from shared.envelope import Envelope
@@ -73,7 +75,7 @@ class Fact:
 @dataclass(slots=True)
 class IncidentView:
     """One incident as operators see it. Treated as a value: the fold never changes one, it returns
-    a new one (`dataclasses.replace`). Not `frozen`, because frozen dataclasses are built through
+    a new one (`replace`). Not `frozen`, because frozen dataclasses are built through
     `object.__setattr__`, which halves the speed of a rebuild."""
 
     id: str
@@ -212,6 +214,18 @@ def _time_or_none(value: Any) -> Any:
 
 def _iso_or_none(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
+
+
+_VIEW_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(IncidentView)))
+
+
+def replace(view: IncidentView, /, **changes: Any) -> IncidentView:
+    """A copy of `view` with `changes`, as `dataclasses.replace` makes it, at a third of the cost:
+    that one looks up the 38 fields one by one in Python, and was half of the fold's time."""
+    copy = IncidentView(*_VIEW_FIELDS(view))
+    for name, value in changes.items():
+        setattr(copy, name, value)
+    return copy
 
 
 @dataclass(frozen=True, slots=True)
