@@ -1,10 +1,21 @@
-"""`python -m bench [--quick]`: durable ingest and alert-to-analytics latency, embedded mode,
-each against a no-op FastAPI endpoint measured in the same run (ratios, medians of runs)."""
+"""`python -m bench [--quick] [--sections embedded,analytics,distributed]`: the benchmark suite.
+
+- embedded: durable ingest (distinct alerts, a storm of copies of one alert) against a no-op FastAPI
+  endpoint measured in the same run (ratios, medians of runs); alert -> visible in analytics; alert ->
+  responders' webhook at a fixed offered rate; peak RSS.
+- analytics (`bench.analytics`): rebuild rate against a raw read of the same log, and query latency,
+  on a generated log of 1,000,000 events.
+- distributed (`bench.distributed`): the embedded figures with four processes, PostgreSQL and Kafka.
+
+Every figure goes to `bench/results/results.json`, and a picture of them as ratios to their baselines
+or targets to `bench/results/benchmarks.png` (`bench.plot`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -18,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -239,21 +251,8 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a small run, for CI")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, with wrk")
-    parser.add_argument("--requests", type=int, default=20000, help="per measurement, without wrk")
-    parser.add_argument("--samples", type=int, default=200, help="alerts timed until visible in analytics")
-    parser.add_argument(
-        "--rate", type=float, default=200.0, help="offered alerts/s for the notification latency"
-    )
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.seconds, args.requests, args.samples = 1, 2.0, 1000, 20
-
+def embedded(args: argparse.Namespace) -> dict[str, Any]:
+    """Durable ingest, alert -> visible and alert -> webhook in embedded mode; the figures as a dict."""
     results: dict[str, list[Load]] = {"noop": [], "distinct": [], "storm": []}
     latencies: list[float] = []
     peak = 0.0
@@ -273,39 +272,172 @@ def main() -> None:
         delivered, offered = asyncio.run(notification_latency(offered_rate, args.seconds, Path(tmp)))
 
     base = statistics.median(r.rate for r in results["noop"])
-    tool = "wrk" if shutil.which("wrk") else "httpx"
-    print(
-        f"\nDurable ingest, embedded mode ({tool}, {args.concurrency} connections, "
-        f"median of {args.runs} runs)"
-    )
-    print(f"{'workload':<34} {'alerts/s':>10} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
+    return {
+        "tool": "wrk" if shutil.which("wrk") else "httpx",
+        "concurrency": args.concurrency,
+        "runs": args.runs,
+        "ingest": {
+            key: {
+                "rate": statistics.median(r.rate for r in rs),
+                "vs_noop": statistics.median(r.rate for r in rs) / base,
+                "p50_ms": statistics.median(r.p50_ms for r in rs),
+                "p99_ms": statistics.median(r.p99_ms for r in rs),
+                "requests": sum(r.requests for r in rs),
+            }
+            for key, rs in results.items()
+        },
+        "storm_incidents": incidents_after_storm,
+        "visible_ms": {"samples": len(latencies), "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)},
+        "delivery": {
+            "offered_rate": offered_rate,
+            "seconds": args.seconds,
+            "offered": offered,
+            "delivered": len(delivered),
+            "p50_ms": pct(delivered, 0.5) if delivered else None,
+            "p99_ms": pct(delivered, 0.99) if delivered else None,
+        },
+        "peak_rss_mb": peak,
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        f"\nDurable ingest, embedded mode ({r['tool']}, {r['concurrency']} connections, "
+        f"median of {r['runs']} runs)",
+        f"{'workload':<34} {'alerts/s':>10} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}",
+    ]
     names = {
         "noop": "no-op FastAPI endpoint (baseline)",
         "distinct": "distinct alerts",
         "storm": "duplicate storm (one alert key)",
     }
     for key, name in names.items():
-        rs = results[key]
-        rate = statistics.median(r.rate for r in rs)
-        print(
-            f"{name:<34} {rate:>10,.0f} {rate / base:>9.2f} {statistics.median(r.p50_ms for r in rs):>8.1f} "
-            f"{statistics.median(r.p99_ms for r in rs):>8.1f} {sum(r.requests for r in rs):>9}"
+        i = r["ingest"][key]
+        lines.append(
+            f"{name:<34} {i['rate']:>10,.0f} {i['vs_noop']:>9.2f} {i['p50_ms']:>8.1f} "
+            f"{i['p99_ms']:>8.1f} {i['requests']:>9}"
         )
-    print(f"\nIncidents opened by each storm: {incidents_after_storm} (must be [1, ...])")
-    print(f"\nAlert -> visible in analytics (with its priority), {len(latencies)} sequential alerts:")
-    print(f"  p50 {pct(latencies, 0.5):.1f} ms   p99 {pct(latencies, 0.99):.1f} ms")
-    print(f"\nAlert -> responders' webhook delivered, {offered_rate:g} alerts/s offered for {args.seconds:g}s:")
-    print(
-        f"  {len(delivered)}/{offered} delivered   "
-        f"p50 {pct(delivered, 0.5):.1f} ms   p99 {pct(delivered, 0.99):.1f} ms"
+    v, d = r["visible_ms"], r["delivery"]
+    lines += [
+        f"\nIncidents opened by each storm: {r['storm_incidents']} (must be [1, ...])",
+        f"\nAlert -> visible in analytics (with its priority), {v['samples']} sequential alerts:",
+        f"  p50 {v['p50']:.1f} ms   p99 {v['p99']:.1f} ms",
+        f"\nAlert -> responders' webhook delivered, {d['offered_rate']:g} alerts/s offered for "
+        f"{d['seconds']:g}s:",
+        f"  {d['delivered']}/{d['offered']} delivered   p50 {d['p50_ms'] or 0:.1f} ms   "
+        f"p99 {d['p99_ms'] or 0:.1f} ms",
+        f"\nPeak RSS of the embedded process (all four services in one): {r['peak_rss_mb']:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def plotted(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures `bench.plot` draws, against the targets the project set itself."""
+    out: dict[str, Any] = {"latencies": {}, "memory": {}}
+    for mode, target_ms in (("embedded", 100.0), ("distributed", 250.0)):
+        r = results.get(mode)
+        if not r:
+            continue
+        ingest = r["ingest"]
+        out["ingest" if mode == "embedded" else f"ingest_{mode}"] = {
+            "noop": ingest["noop"]["rate"],
+            "distinct": ingest["distinct"]["rate"],
+            "storm": ingest["storm"]["rate"],
+            "target_ratio": 0.5,
+        }
+        deliveries = r["delivery"] if isinstance(r["delivery"], list) else [r["delivery"]]
+        first = deliveries[0]
+        if first.get("p99_ms"):
+            name = f"{mode}: alert -> webhook p99 at {first['offered_rate']:g}/s"
+            out["latencies"][name] = {"ms": first["p99_ms"], "target_ms": target_ms}
+    if results.get("embedded"):
+        out["memory"]["embedded process RSS"] = {"mb": results["embedded"]["peak_rss_mb"], "limit_mb": 300.0}
+    if results.get("distributed"):
+        for service in ("intake", "triage", "comms", "analytics"):
+            mb = results["distributed"]["peak_rss_mb"].get(service)
+            if mb:
+                out["memory"][f"{service} RSS (distributed)"] = {"mb": mb, "limit_mb": 300.0}
+    if results.get("analytics"):
+        out["analytics"] = results["analytics"]
+        out["memory"]["analytics RSS at 1M events"] = {
+            "mb": results["analytics"]["analytics_rss_mb"]["peak"],
+            "limit_mb": 300.0,
+        }
+    return out
+
+
+SECTIONS = ("embedded", "analytics", "distributed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(f"\nPeak RSS of the embedded process (all four services in one): {peak:.0f} MB")
+    parser.add_argument("--quick", action="store_true", help="a small run of every section")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"which to run, of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, with wrk")
+    parser.add_argument("--requests", type=int, default=20000, help="per measurement, without wrk")
+    parser.add_argument("--samples", type=int, default=200, help="alerts timed until visible in analytics")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="offered alerts/s for the notification latency"
+    )
+    parser.add_argument("--events", type=int, default=None, help="analytics: events in the log (1,000,000)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("results"), help="results folder"
+    )
+    args = parser.parse_args()
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if unknown := set(sections) - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.quick:
+        args.runs, args.seconds, args.requests, args.samples = 1, 2.0, 1000, 20
+
+    results: dict[str, Any] = {"quick": args.quick, "machine": machine()}
+    if "embedded" in sections:
+        results["embedded"] = embedded(args)
+        print(report(results["embedded"]), flush=True)
+    if "analytics" in sections:
+        from bench import analytics
+
+        events = args.events if args.events is not None else (50_000 if args.quick else 1_000_000)
+        results["analytics"] = analytics.run(events)
+        print(analytics.report(results["analytics"]), flush=True)
+    if "distributed" in sections:
+        from bench import distributed
+
+        options = distributed.parser().parse_args(["--quick"] if args.quick else [])
+        results["distributed"] = distributed.run(options)
+        print(distributed.report(results["distributed"]), flush=True)
+
+    from bench.plot import plot
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    picture = plot(plotted(results), args.out / "benchmarks.png")
+    print(f"\nFigures: {args.out / 'results.json'}; picture: {picture}")
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0]}
 
 
 def storm_incidents(analytics: str, dedup_key: str) -> int:
-    """How many incidents the storm's key opened, read from analytics once it caught up."""
+    """How many incidents the storm's key opened, read from analytics once it caught up (the
+    consumers of the embedded process may trail the ingest by a minute or more after a storm)."""
     headers = {"Authorization": f"Bearer {ADMIN}"}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = httpx.get(f"{analytics}/v1/status", headers=headers).json()
         if not any(status["lag"].values()):

@@ -36,8 +36,10 @@ class Bar:
 def bars(results: Mapping[str, Any]) -> list[Bar]:
     """The bars for whichever sections `results` has (see `plot` for the keys)."""
     out: list[Bar] = []
-    ingest = results.get("ingest")
-    if ingest:
+    for section, ingest in results.items():
+        if not section.startswith("ingest") or not ingest:
+            continue
+        mode = section.removeprefix("ingest").strip(" _")
         base = float(ingest["noop"])
         target = ingest.get("target_ratio")
         for key, name in (("distinct", "distinct alerts"), ("storm", "duplicate storm")):
@@ -45,7 +47,7 @@ def bars(results: Mapping[str, Any]) -> list[Bar]:
                 rate = float(ingest[key])
                 out.append(
                     Bar(
-                        f"ingest: {name} / no-op",
+                        f"ingest{f' ({mode})' if mode else ''}: {name} / no-op",
                         rate / base,
                         target,
                         True,
@@ -79,6 +81,16 @@ def bars(results: Mapping[str, Any]) -> list[Bar]:
                 f"{lat['ms']:,.1f} of {lat['target_ms']:,.0f} ms",
             )
         )
+    for name, mem in results.get("memory", {}).items():
+        out.append(
+            Bar(
+                f"{name} / limit",
+                mem["mb"] / mem["limit_mb"],
+                1.0,
+                False,
+                f"{mem['mb']:,.0f} of {mem['limit_mb']:,.0f} MB",
+            )
+        )
     return out
 
 
@@ -93,6 +105,8 @@ def plot(results: Mapping[str, Any], path: Path, *, title: str = "Lynchpin bench
       Bars: rebuild / raw read; each query's p95 / the target.
     - `latencies`: `{name: {"ms": float, "target_ms": float}}`, e.g. `{"alert -> visible p99":
       {"ms": 41.0, "target_ms": 1000}}`. Bars: each / its target.
+    - `memory`: `{name: {"mb": float, "limit_mb": float}}`. Bars: each / its limit.
+    Further ingest sections (`ingest_distributed`, ...) are drawn like `ingest`, labelled by their suffix.
     """
     import matplotlib
 
@@ -101,7 +115,7 @@ def plot(results: Mapping[str, Any], path: Path, *, title: str = "Lynchpin bench
 
     drawn = bars(results)
     if not drawn:
-        raise ValueError("nothing to plot: results has no ingest, analytics or latencies section")
+        raise ValueError("nothing to plot: results has no ingest, analytics, latencies or memory section")
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(drawn) + 1.6))
     rows = list(range(len(drawn)))[::-1]
     colours = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
