@@ -41,10 +41,10 @@ fmt: install
 rebuild: install
 	$(BIN)/lynchpin rebuild
 
-bench: install
+bench: install kafka-jars
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: install kafka-jars
 	$(BIN)/python -m bench --quick
 
 clean:
