@@ -14,7 +14,8 @@ to Kafka. Measured, with the no-op FastAPI endpoint as the baseline in the same 
 - peak RSS (VmHWM) of each service process, of Kafka's JVM and of PostgreSQL's processes.
 
 Each service's output goes to its own file in a temporary folder; lines that say ERROR or Traceback are
-reported. Every process is stopped by the PID it was started with, on error and on SIGTERM too.
+reported, WARNING lines counted. Every process is stopped by the PID it was started with, on error and on
+SIGTERM too. `run(parser().parse_args([...]))` returns the figures as a dict; `--json PATH` writes it.
 """
 
 from __future__ import annotations
@@ -549,6 +550,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--higher", default="20,50,200", help="higher offered rates to probe ('' for none)")
     p.add_argument("--latency-seconds", type=float, default=15.0, help="how long each rate is offered")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for late deliveries")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
 
@@ -742,7 +744,11 @@ def main() -> None:
         raise KeyboardInterrupt  # unwind: every `finally` stops what it started
 
     signal.signal(signal.SIGTERM, stop)
-    print(report(run(parser().parse_args())))
+    args = parser().parse_args()
+    figures = run(args)
+    if args.json is not None:
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    print(report(figures))
 
 
 if __name__ == "__main__":
