@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     body_read_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a client may pause mid-body (408)"
     )
+    analytics_results_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long analytics may serve a computed metrics or dashboard answer again while no "
+        "event has been applied since (0: compute every request).",
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text",

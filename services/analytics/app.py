@@ -33,8 +33,6 @@ from shared.web import Viewer
 
 SOURCES = ("intake", "triage", "comms")
 MAJOR = ("proposed", "accepted", "rejected")
-RESULTS_SECONDS = 5.0
-"""How long a computed metrics answer is served again while no event has been applied since."""
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -381,10 +379,7 @@ def create_app(
     clock: Clock | None = None,
     events: EventStore | None = None,
     policy: AnalyticsPolicy | None = None,
-    results_seconds: float = RESULTS_SECONDS,
 ) -> FastAPI:
-    """`results_seconds`: how long a computed metrics answer may be served again while no event
-    has been applied since (`services.analytics.results`); 0 computes every request."""
     if reads is None:
         reads = ReadStore(read_store_path(settings))
     if bus is None:
@@ -420,7 +415,7 @@ def create_app(
         description="Incidents, timelines, metrics, reports and the operator dashboard, projected from every "
         "service's log.",
     )
-    results = Results(results_seconds)
+    results = Results(settings.analytics_results_seconds)  # services.analytics.results
     app.include_router(routes(reads, bus, events, policy, clock, results))
     app.include_router(dashboard.routes(reads, bus, policy, clock, results))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
