@@ -304,23 +304,31 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def report(r: dict[str, Any]) -> str:
+WORKLOADS = {
+    "noop": "no-op FastAPI endpoint (baseline)",
+    "distinct": "distinct alerts",
+    "storm": "duplicate storm (one alert key)",
+    "alone": "distinct alerts, consumers paused",
+}
+
+
+def ingest_table(title: str, r: dict[str, Any]) -> list[str]:
+    """The ingest rows of a run's figures (embedded or distributed), against the same run's no-op."""
     lines = [
-        f"\nDurable ingest, embedded mode ({r['tool']}, {r['concurrency']} connections, "
-        f"median of {r['runs']} runs)",
-        f"{'workload':<34} {'alerts/s':>10} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}",
+        f"\n{title} ({r['tool']}, {r['concurrency']} connections, median of {r['runs']} runs)",
+        f"{'workload':<40} {'alerts/s':>9} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}",
     ]
-    names = {
-        "noop": "no-op FastAPI endpoint (baseline)",
-        "distinct": "distinct alerts",
-        "storm": "duplicate storm (one alert key)",
-    }
-    for key, name in names.items():
-        i = r["ingest"][key]
-        lines.append(
-            f"{name:<34} {i['rate']:>10,.0f} {i['vs_noop']:>9.2f} {i['p50_ms']:>8.1f} "
-            f"{i['p99_ms']:>8.1f} {i['requests']:>9}"
-        )
+    for key, name in WORKLOADS.items():
+        if (i := r["ingest"].get(key)) is not None:
+            lines.append(
+                f"{name:<40} {i['rate']:>9,.0f} {i['vs_noop']:>9.2f} {i['p50_ms']:>8.1f} "
+                f"{i['p99_ms']:>8.1f} {i['requests']:>9}"
+            )
+    return lines
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = ingest_table("Durable ingest, embedded mode", r)
     v = r["visible_ms"]
     lines += [
         f"\nIncidents opened by each storm: {r['storm_incidents']} (must be [1, ...])",

@@ -43,7 +43,19 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.__main__ import ADMIN, KEY, POLICY, Load, load, noop, pct, rss_mb, visible_latency, wait_ready
+from bench.__main__ import (
+    ADMIN,
+    KEY,
+    POLICY,
+    Load,
+    ingest_table,
+    load,
+    noop,
+    pct,
+    rss_mb,
+    visible_latency,
+    wait_ready,
+)
 from shared.settings import SERVICES
 from shared.testing.servers import KafkaServer, PostgresServer, free_ports, run_async
 
@@ -671,23 +683,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> str:
-    lines = [
-        f"\nDurable ingest, distributed mode: four processes, PostgreSQL, Kafka ({r['tool']}, "
-        f"{r['concurrency']} connections, median of {r['runs']} runs)",
-        f"{'workload':<40} {'alerts/s':>9} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}",
-    ]
-    names = {
-        "noop": "no-op FastAPI endpoint (baseline)",
-        "distinct": "distinct alerts",
-        "storm": "duplicate storm (one alert key)",
-        "alone": "distinct alerts, consumers paused",
-    }
-    for key, name in names.items():
-        i = r["ingest"][key]
-        lines.append(
-            f"{name:<40} {i['rate']:>9,.0f} {i['vs_noop']:>9.2f} {i['p50_ms']:>8.1f} {i['p99_ms']:>8.1f} "
-            f"{i['requests']:>9}"
-        )
+    lines = ingest_table("Durable ingest, distributed mode: four processes, PostgreSQL, Kafka", r)
     lines.append(f"\nIncidents opened by each storm: {r['storm_incidents']} (must be [1, ...])")
     for c in r["catch_up"]:
         lines.append(
