@@ -79,7 +79,7 @@ def routes(
     router = APIRouter(tags=["dashboard"])
     env = templates()
 
-    def common(request: Request, now: datetime) -> dict[str, Any]:
+    def common(now: datetime) -> dict[str, Any]:
         return {
             "refresh": policy.dashboard_refresh_seconds,
             "static": "/dashboard/static",
@@ -134,7 +134,7 @@ def routes(
             "services": charts.bar_chart("Incidents by service", {k: float(v) for k, v in services.items()}),
         }
         page = env.get_template("dashboard.html").render(
-            **common(request, now), m=m, open=open_, majors=majors, charts=drawn, days=window
+            **common(now), m=m, open=open_, majors=majors, charts=drawn, days=window
         )
         return HTMLResponse(page)
 
@@ -156,7 +156,7 @@ def routes(
             phases["acknowledge"] = ((v.acknowledged_at or now) - v.opened_at).total_seconds() / 60
             phases["resolve"] = ((v.resolved_at or now) - v.opened_at).total_seconds() / 60
         page = env.get_template("incident.html").render(
-            **common(request, now),
+            **common(now),
             v=v,
             sla=sla_outcome(v, policy, now=now),
             timeline=await reads.timeline(incident_id),
