@@ -193,6 +193,11 @@ async def visible_latency(intake: str, analytics: str, samples: int) -> list[flo
     return out
 
 
+def page_alert(i: int, tag: str) -> dict[str, str]:
+    """A critical alert of its own service and key: a new incident that pages its responders."""
+    return {"title": f"Page {i}", "service": f"svc{i}", "severity": "critical", "dedup_key": f"{tag}{i}"}
+
+
 POLICY = """
 comms:
   coalesce: {max_per_window: 1000000}
@@ -217,14 +222,8 @@ async def notification_latency(rate: float, seconds: float, data: Path) -> tuple
             ) as client:
 
                 async def post(i: int) -> None:
-                    body = {
-                        "title": f"Page {i}",
-                        "service": f"svc{i}",
-                        "severity": "critical",
-                        "dedup_key": f"p{i}",
-                    }
                     start = time.perf_counter()
-                    r = await client.post("/v1/alerts", json=body)
+                    r = await client.post("/v1/alerts", json=page_alert(i, "p"))
                     sent[r.json()["incident_id"]] = start
 
                 n = int(rate * seconds)

@@ -51,6 +51,7 @@ from bench.__main__ import (
     ingest_table,
     load,
     noop,
+    page_alert,
     pct,
     rss_mb,
     visible_latency,
@@ -465,15 +466,9 @@ async def offer(c: Cluster, hook: Any, rate: float, seconds: float, drain: float
 
         async def post(i: int) -> None:
             nonlocal errors
-            body = {
-                "title": f"Page {i}",
-                "service": f"svc{i}",
-                "severity": "critical",
-                "dedup_key": f"{tag}-{i}",
-            }
             start = time.perf_counter()
             try:
-                r = await client.post("/v1/alerts", json=body)
+                r = await client.post("/v1/alerts", json=page_alert(i, f"{tag}-"))
                 sent[r.json()["incident_id"]] = start
             except (httpx.HTTPError, KeyError, ValueError):
                 errors += 1
