@@ -122,81 +122,133 @@ async def _deliver(
             delay = min(delay * 2, retry.max_delay)
 
 
+def _named(consumer: str) -> Callable[[Envelope], str]:
+    return lambda env: consumer
+
+
 async def deliver_page(
     page: Sequence[Envelope],
     *,
-    consumer: str,
+    consumer: str | Callable[[Envelope], str],
     handler: Handler,
     store: Sink,
     retry: RetryPolicy = RetryPolicy(),
+    set_aside: Callable[[Envelope], SetAside | None] | None = None,
+    checkpoint: bool = True,
+    handled: Callable[[Envelope], None] | None = None,
 ) -> None:
-    """Deliver a page of a checkpointed subscription, with its commits in flight together.
+    """Deliver a page of events, with their commits in flight together.
 
     Each event's effects commit with its own tracking record, as in `deliver`, but without waiting
     for the previous commit: the store's group commit writes them in one transaction. An event of
     an incident whose commit is still in flight waits for it first, so its handler sees it; so does
     an event whose writes go to a stream another commit of the page is still writing (a service-wide
-    stream, say): it is handled again once that commit is done, instead of conflicting with it. The
-    checkpoint moves to the end of the page only once every event of the page is committed. A
-    handler failure or a conflict falls back to `deliver` (retries, then dead letters) for that event.
+    stream, say): it is handled again once that commit is done, instead of conflicting with it. A
+    handler failure, or a commit that conflicted or failed, falls back to `deliver` for that event
+    (retries, then a dead letter), before the incident's next event is handled.
+
+    `consumer` is the tracking name, or a function giving each event's (a Kafka fetch mixes the
+    logs of several sources). `set_aside` gives, per event, where `deliver` keeps its dead letter
+    before the store (Kafka: the DLQ topic, with the record's offsets). With `checkpoint`, the last
+    event's checkpoint is saved once every event of the page is committed (a subscription on one
+    log); Kafka commits offsets instead, and learns through `handled` which events are done: it is
+    called with each event once its effects (or its dead letter) are in the store, or were before.
+
+    StoreUnavailable (and a conflict that outlasts `retry.conflict_retries`) ends the page: no event
+    of that incident is handled after it, the commits already in flight are waited for (so `handled`
+    tells what committed), and the error is raised. Delivering the page again changes nothing for
+    what did commit.
     """
+    if not page:
+        return
+    name = consumer if callable(consumer) else _named(consumer)
     in_flight: dict[str | None, tuple[Envelope, asyncio.Task[Committed]]] = {}
     writing: dict[str, tuple[Envelope, asyncio.Task[Committed]]] = {}
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
-    redone: set[asyncio.Task[Committed]] = set()
+    settled: set[asyncio.Task[Committed]] = set()
+
+    def done(env: Envelope) -> None:
+        if handled is not None:
+            handled(env)
 
     async def fallback(env: Envelope, *, failed: int) -> None:
         try:
             await deliver(
-                env, consumer=consumer, handler=handler, store=store, retry=retry, already_failed=failed
+                env,
+                consumer=name(env),
+                handler=handler,
+                store=store,
+                retry=retry,
+                already_failed=failed,
+                set_aside=set_aside(env) if set_aside is not None else None,
             )
         except DeadLettered as dead:
-            log.error("%s dead-lettered %s: %s", consumer, env.id, dead.record.reason)
+            log.error("%s dead-lettered %s: %s", name(env), env.id, dead.record.reason)
+        done(env)
 
     async def settle(env: Envelope, task: asyncio.Task[Committed]) -> None:
-        """An earlier event of the same incident whose commit conflicted is delivered again now,
-        before the next one's handler runs: one incident's events keep their order."""
-        if task not in redone and not task.cancelled() and isinstance(task.exception(), ConcurrencyError):
-            redone.add(task)
-            await fallback(env, failed=0)
+        """Wait for `env`'s commit; if it conflicted or failed, deliver `env` again one by one now,
+        before anything that waited for it: one incident's events keep their order."""
+        if task in settled:
+            return
+        await asyncio.wait([task])
+        settled.add(task)
+        error = task.exception()
+        if error is None:
+            done(env)
+        elif isinstance(error, StoreUnavailable):
+            raise error
+        else:
+            await fallback(env, failed=0 if isinstance(error, ConcurrencyError) else 1)
 
-    try:
+    async def run() -> None:
         for env in page:
             earlier = in_flight.get(env.partition_key)
             if earlier is not None:
-                await asyncio.wait([earlier[1]])
                 await settle(*earlier)
             try:
                 items = list(await handler(env))
                 for _ in range(retry.conflict_retries):
                     streams = {item.stream for item in items if isinstance(item, Write)}
-                    busy = [writing[s] for s in streams if s in writing and not writing[s][1].done()]
+                    busy = [writing[s] for s in streams if s in writing and writing[s][1] not in settled]
                     if not busy:
                         break
-                    await asyncio.wait([task for _, task in busy])
                     for earlier_env, earlier_task in busy:
                         await settle(earlier_env, earlier_task)
                     items = list(await handler(env))  # again, now that the stream moved on
             except StoreUnavailable:
                 raise
+            except ConcurrencyError:  # the handler's own read met a moving stream: not a failure
+                await fallback(env, failed=0)
+                continue
             except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
                 await fallback(env, failed=1)
                 continue
-            task = asyncio.create_task(store.commit(items, tracking=Tracking(consumer, env.id)))
+            tracking = Tracking(name(env), env.id)
+            task = asyncio.create_task(store.commit(items, tracking=tracking))
             in_flight[env.partition_key] = (env, task)
             for item in items:
                 if isinstance(item, Write):
                     writing[item.stream] = (env, task)
             submitted.append((env, task))
         for env, task in submitted:
-            try:
-                await task
-            except ConcurrencyError:
-                if task not in redone:
-                    await fallback(env, failed=0)
-    finally:
+            await settle(env, task)
+
+    try:
+        await run()
+    except Exception:
+        # What was sent to the store is waited for, not abandoned: whatever commits is reported.
+        await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
+        for env, task in submitted:
+            if task not in settled and not task.cancelled() and task.exception() is None:
+                settled.add(task)
+                done(env)
+        raise
+    except BaseException:  # cancelled: a commit cut short may or may not land; redelivery dedups it
         for _, task in submitted:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*(t for _, t in submitted), return_exceptions=True)
-    await store.commit([], tracking=Tracking(consumer, None, page[-1].checkpoint))
+            task.cancel()
+        await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
+        raise
+    if checkpoint:
+        last = page[-1]
+        await store.commit([], tracking=Tracking(name(last), None, last.checkpoint))

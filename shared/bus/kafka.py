@@ -1,13 +1,17 @@
 """The Kafka bus: a consumer group per consuming service over the producing services' topics.
 
-Each record is decoded from its structured CloudEvent and handed to `shared.consumer.deliver`, which commits
-the handler's writes with a tracking record (so a redelivered record changes nothing). Kafka offsets are the
-position: they are committed only after `deliver` returned, and before a rebalance takes partitions away.
-A record that `deliver` dead-letters, or that cannot be decoded at all, is copied to `lynchpin.<source>.dlq`
-with the reason in its headers, before the consumer's store records it as handled (a crash in between
-copies it twice, never zero times) and before its offset is committed: nothing is dropped silently.
+Each fetch is decoded from its structured CloudEvents and handed to `shared.consumer.deliver_page`, as the
+embedded bus does with a page of a log: every record's writes commit with its tracking record (so a
+redelivered record changes nothing), the commits of different incidents in flight together so that the
+store's group commit writes them in one transaction, and one incident's records (one partition, by key)
+handled in order. Kafka offsets are the position: a partition's offset moves only past records whose
+commits are all in the store, it is committed after that, and before a rebalance takes partitions away.
+When the store cannot take a record now, each partition is re-read from its first record not yet
+committed, after a pause. A record that `deliver_page` dead-letters, or that cannot be decoded at all, is
+copied to `lynchpin.<source>.dlq` with the reason in its headers, before the consumer's store records it
+as handled (a crash in between copies it twice, never zero times) and before its offset is committed:
+nothing is dropped silently.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -15,6 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,7 +28,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from shared.bus.base import Handler, Sink, tracking_name
-from shared.consumer import DeadLettered, RetryPolicy, deliver
+from shared.consumer import RetryPolicy, SetAside, deliver_page
 from shared.envelope import Envelope
 from shared.events import EventDeadLettered
 from shared.relay import dlq_topic, events_topic
@@ -181,32 +186,13 @@ class KafkaBus:
                 continue
             generation = positions.generation
             pause = False
-            for tp, records in batches.items():
-                source = topics[tp.topic]
-                if records:
-                    positions.at.setdefault(tp, records[0].offset)
-                for record in records:
-                    async with positions.busy:
-                        if positions.generation != generation:  # revoked meanwhile: the new owner resumes
-                            break
-                        try:
-                            await self._handle(record, consumer, source, handler, store)
-                        except RetryLater as error:
-                            log.warning(
-                                "kafka bus %s: %s; will re-read %s@%d", consumer, error, tp, record.offset
-                            )
-                            kafka.seek(tp, record.offset)
-                            pause = True
-                            break
-                        positions.done[tp] = positions.at[tp] = record.offset + 1
-                if pause:
-                    break
-            if pause:  # re-read every partition from its first unhandled record after a pause
-                for tp, records in batches.items():
-                    if records and positions.generation == generation:
-                        kafka.seek(tp, positions.done.get(tp, records[0].offset))
-            if positions.generation == generation:
-                await positions.commit()
+            async with positions.busy:  # a rebalance waits for the fetch in hand, then takes its offsets
+                if positions.generation == generation:  # else revoked meanwhile: the new owner resumes
+                    pending = await self._deliver_fetch(batches, positions, consumer, topics, handler, store)
+                    for tp, offset in pending.items():  # re-read from the first record not yet committed
+                        kafka.seek(tp, offset)
+                    pause = bool(pending)
+                    await positions.commit()
             self._update_lag(kafka, positions, topics)
             if pause:
                 await asyncio.sleep(delay)
@@ -214,29 +200,90 @@ class KafkaBus:
             else:
                 delay = self.first_backoff
 
-    async def _handle(self, record: Any, consumer: str, source: str, handler: Handler, store: Sink) -> None:
-        """Deliver one record; raise RetryLater when the store cannot take it now."""
-        name = tracking_name(consumer, source)
+    async def _deliver_fetch(
+        self,
+        batches: Mapping[Any, Sequence[Any]],
+        positions: _Positions,
+        consumer: str,
+        topics: Mapping[str, str],
+        handler: Handler,
+        store: Sink,
+    ) -> dict[Any, int]:
+        """Deliver a fetch as one page (`shared.consumer.deliver_page`: commits in flight together, one
+        incident's events in order) and move each partition's offset past the records committed in the
+        store without a gap. Returns, per partition left with records the store could not take now, the
+        first of them: the caller re-reads from there after a pause (what did commit is deduplicated)."""
+        left: dict[Any, list[Any]] = {tp: list(records) for tp, records in batches.items() if records}
+        for tp, records in left.items():
+            positions.at.setdefault(tp, records[0].offset)
+        origin: dict[int, tuple[Any, Any, str]] = {}  # id(envelope): (partition, record, tracking name)
+        committed: set[tuple[Any, int]] = set()  # (partition, offset): in the store now
+        error: RetryLater | None = None
         try:
-            env = Envelope.from_json(record.value)
-        except UNDECODABLE as error:
-            reason = f"undecodable record: {type(error).__name__}: {error}"[:2000]
-            log.error("%s: %s at %s[%d]@%d", name, reason, record.topic, record.partition, record.offset)
-            await self._dead_letter(record, source, name, reason, attempts=1)
-            await self._record_undecodable(record, name, reason, store)
-            return
+            decoded: list[list[Envelope]] = []
+            for tp, records in left.items():
+                source = topics[tp.topic]
+                name = tracking_name(consumer, source)
+                decoded.append([])
+                for record in records:
+                    try:
+                        env = Envelope.from_json(record.value)
+                    except UNDECODABLE as bad:  # set aside at once: it has no effects to keep in order
+                        await self._undecodable(record, source, name, store, bad)
+                        committed.add((tp, record.offset))
+                        continue
+                    origin[id(env)] = (tp, record, name)
+                    decoded[-1].append(env)
+            # Partitions take turns, so that an incident waiting for its previous commit has the other
+            # partitions' events in flight meanwhile; each partition's records keep their order.
+            page = [env for turn in zip_longest(*decoded) for env in turn if env is not None]
 
-        async def set_aside(dead: EventDeadLettered) -> None:
-            await self._dead_letter(record, source, name, dead.reason, attempts=dead.attempts)
+            def set_aside(env: Envelope) -> SetAside:
+                tp, record, name = origin[id(env)]
 
-        try:
-            await deliver(
-                env, consumer=name, handler=handler, store=store, retry=self.retry, set_aside=set_aside
+                async def publish(dead: EventDeadLettered) -> None:
+                    await self._dead_letter(
+                        record, topics[tp.topic], name, dead.reason, attempts=dead.attempts
+                    )
+
+                return publish
+
+            def handled(env: Envelope) -> None:
+                tp, record, _ = origin[id(env)]
+                committed.add((tp, record.offset))
+
+            await deliver_page(
+                page,
+                consumer=lambda env: origin[id(env)][2],
+                handler=handler,
+                store=store,
+                retry=self.retry,
+                set_aside=set_aside,
+                checkpoint=False,
+                handled=handled,
             )
-        except DeadLettered as dead:
-            log.error("%s dead-lettered %s: %s", name, env.id, dead.record.reason)
-        except (StoreUnavailable, ConcurrencyError) as error:
-            raise RetryLater(f"{type(error).__name__}: {error}") from error
+        except (StoreUnavailable, ConcurrencyError) as failure:
+            error = RetryLater(f"{type(failure).__name__}: {failure}")
+        except RetryLater as failure:
+            error = failure
+        pending: dict[Any, int] = {}
+        for tp, records in left.items():
+            first = next((r.offset for r in records if (tp, r.offset) not in committed), None)
+            if first is None:
+                positions.done[tp] = positions.at[tp] = records[-1].offset + 1
+                continue
+            if first > records[0].offset:
+                positions.done[tp] = positions.at[tp] = first
+            pending[tp] = first
+        if error is not None:
+            log.warning("kafka bus %s: %s; will re-read %s", consumer, error, pending)
+        return pending
+
+    async def _undecodable(self, record: Any, source: str, name: str, store: Sink, error: Exception) -> None:
+        reason = f"undecodable record: {type(error).__name__}: {error}"[:2000]
+        log.error("%s: %s at %s[%d]@%d", name, reason, record.topic, record.partition, record.offset)
+        await self._dead_letter(record, source, name, reason, attempts=1)
+        await self._record_undecodable(record, name, reason, store)
 
     async def _record_undecodable(self, record: Any, name: str, reason: str, store: Sink) -> None:
         """Note the bad record in the consumer's store too, as deliver does for a dead-lettered event."""

@@ -360,6 +360,68 @@ async def test_an_undecodable_record_goes_to_the_dlq_with_its_reason(kafka_world
 
 
 @pytest.mark.kafka
+async def test_a_poison_record_mid_fetch_is_dead_lettered_and_the_rest_of_the_fetch_commits_in_order(
+    kafka_world: World,
+) -> None:
+    world = kafka_world
+    sink = MemoryStore(source=SINK)
+    handler = Recorder(poison="bad")
+    published = await world.publish(*(ack(f"i{n % 4}", "bad" if n == 21 else f"{n:03d}") for n in range(40)))
+    await eventually(lambda: _relayed(world, published[-1]), what="relay checkpoint")
+    async with world.consuming(
+        handler, sink
+    ):  # started after the records are there: they come in few fetches
+        await eventually(lambda: _count(sink, 39), what="the 39 good events")
+        dead_stream = f"deadletter-{tracking_name(SINK, world.name)}"
+        await eventually(lambda: _true(len(sink._streams.get(dead_stream, [])) == 1), what="a dead letter")
+        [record] = await _read_topic(world, dlq_topic(world.name), 1)
+    assert Envelope.from_json(record.value).id == published[21].id
+    assert handler.calls.count(published[21].id) == FAST.attempts
+    for incident in range(4):
+        order = [e.event.by.split("|")[0] for e in await sink.read(f"seen-i{incident}")]  # type: ignore[attr-defined]
+        assert order == [f"{n:03d}" for n in range(incident, 40, 4) if n != 21]
+
+
+class FailingOnce(MemoryStore):
+    """A consumer store whose commit of each event in `fail` fails with StoreUnavailable, `times` times."""
+
+    def __init__(self, *, source: str, times: int) -> None:
+        super().__init__(source=source)
+        self.fail: dict[str, int] = {}
+        self.times = times
+
+    async def commit(self, writes: Sequence[Write], *, tracking: Tracking | None = None) -> Any:
+        if tracking is not None and tracking.event_id is not None:
+            left = self.fail.get(tracking.event_id, 0)
+            if left > 0:
+                self.fail[tracking.event_id] = left - 1
+                raise StoreUnavailable("database is down")
+        return await super().commit(writes, tracking=tracking)
+
+
+@pytest.mark.kafka
+async def test_a_store_failing_mid_fetch_is_re_read_from_the_first_uncommitted_record_losing_nothing(
+    kafka_world: World,
+) -> None:
+    world = kafka_world
+    sink = FailingOnce(source=SINK, times=2)
+    handler = Recorder()
+    published = await world.publish(*(ack(f"i{n % 4}", f"{n:03d}") for n in range(40)))
+    sink.fail = {published[10].id: 2, published[27].id: 2}
+    await eventually(lambda: _relayed(world, published[-1]), what="relay checkpoint")
+    async with world.consuming(handler, sink):
+        await eventually(lambda: _count(sink, 40), what="40 seen events")
+        await asyncio.sleep(0.2)  # nothing more trickles in
+    handled = [e.event.by.split("|")[1] for e in await seen(sink)]  # type: ignore[attr-defined]
+    assert sorted(handled) == sorted(e.id for e in published)  # each once
+    assert len(handler.calls) > 40, "the records after the failure were not re-read"
+    for incident in range(4):
+        order = [e.event.by.split("|")[0] for e in await sink.read(f"seen-i{incident}")]  # type: ignore[attr-defined]
+        assert order == [f"{n:03d}" for n in range(incident, 40, 4)]
+    assert not any(s.startswith("deadletter-") for s in sink._streams)
+
+
+@pytest.mark.kafka
 async def test_a_relay_that_republishes_after_a_crash_only_duplicates_what_consumers_dedup(
     kafka_world: World,
 ) -> None:
