@@ -155,6 +155,34 @@ def _text(data: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
+OBSERVED = frozenset(
+    {
+        "IncidentOpened",
+        "PriorityAssigned",
+        "PriorityChanged",
+        "IncidentRouted",
+        "MajorIncidentProposed",
+        "MajorIncidentAccepted",
+        "MajorIncidentRejected",
+        "RoleAssigned",
+        "RoleRelinquished",
+        "HandoverCompleted",
+        "IncidentAcknowledged",
+        "IncidentResolved",
+        "IncidentClosed",
+        "IncidentReopened",
+    }
+)
+"""The input kinds that may change comms' view of an incident (`observe`)."""
+
+
+def relevant(kind: str, policy: CommsPolicy) -> bool:
+    """Whether an input event of this kind can change anything comms records: its view of the
+    incident (and with it the cadence), or a notification. Most of what intake and triage record
+    (alerts attached, SLA targets, activity) cannot, and is passed over without loading anything."""
+    return kind in OBSERVED or kind in policy.triggers or kind == "PageRequested"
+
+
 def observe(state: CommsIncident, fact: Fact) -> IncidentContextUpdated | None:
     """What this input event changes in comms' view of the incident."""
     d = fact.data
@@ -290,21 +318,44 @@ def role_holders(state: CommsIncident, role: str, directory: Directory) -> list[
 
 @dataclass(frozen=True, slots=True)
 class RecipientState:
-    """One recipient's recent notifications and the ones held back for their digest."""
+    """One recipient's recent notifications (id, when planned) and the ones held back for their digest."""
 
-    recent: tuple[datetime, ...] = ()
+    recent: tuple[tuple[str, datetime], ...] = ()
     pending: tuple[NotificationCoalesced, ...] = ()
 
 
-def evolve_recipient(state: RecipientState, event: Event) -> RecipientState:
+def recipient_of(event: Event) -> str | None:
+    """The recipient key an event counts for, if it is about a recipient."""
     match event:
+        case NotificationPlanned() | NotificationCoalesced():
+            return recipient_key(event.channel, event.recipient)
         case RecipientNotified():
+            return event.recipient
+        case _:
+            return None
+
+
+def evolve_recipient(state: RecipientState, event: Event) -> RecipientState:
+    """Fold comms' log into one recipient's state. Idempotent per notification id: the same
+    notification seen twice (planned here, then read back from the log) counts once. Older logs also
+    hold `RecipientNotified` and a copy of each `NotificationCoalesced` on per-recipient streams: the
+    former only ends a digest's pending list (the notification itself counts from its
+    `NotificationPlanned`), the latter is the same notification again."""
+    match event:
+        case NotificationPlanned():
             done = set(event.digest_of)
-            return RecipientState(
-                (*state.recent, event.occurred_at)[-200:],
-                tuple(p for p in state.pending if p.notification_id not in done),
+            pending = (
+                tuple(p for p in state.pending if p.notification_id not in done) if done else state.pending
             )
+            if any(nid == event.notification_id for nid, _ in state.recent):
+                return replace(state, pending=pending)
+            return RecipientState((*state.recent, (event.notification_id, event.occurred_at))[-200:], pending)
+        case RecipientNotified() if event.digest_of:
+            done = set(event.digest_of)
+            return replace(state, pending=tuple(p for p in state.pending if p.notification_id not in done))
         case NotificationCoalesced():
+            if any(p.notification_id == event.notification_id for p in state.pending):
+                return state
             return replace(state, pending=(*state.pending, event))
         case _:
             return state
@@ -312,10 +363,31 @@ def evolve_recipient(state: RecipientState, event: Event) -> RecipientState:
 
 @dataclass
 class Outcome:
-    """Events for the incident's stream, and for each recipient's stream (by recipient key)."""
+    """Events for the incident's stream: the notifications planned or held back."""
 
     incident: list[Event] = field(default_factory=list)
-    recipients: dict[str, list[Event]] = field(default_factory=dict)
+
+
+def held_until(
+    rs: RecipientState, notification_id: str, *, kind: str, policy: CommsPolicy, now: datetime
+) -> datetime | None:
+    """Until when a notification to this recipient is held back (None: it goes out now): past
+    `max_per_window` in the window, or while earlier ones wait for their digest. A decision already
+    taken for this very notification stands (its commit was retried: the count holds it already)."""
+    if any(nid == notification_id for nid, _ in rs.recent):
+        return None
+    for p in rs.pending:
+        if p.notification_id == notification_id:
+            return p.window_ends_at
+    if kind in policy.coalesce.exempt:
+        return None
+    if rs.pending:
+        return rs.pending[0].window_ends_at
+    window = policy.coalesce.window
+    recent = sorted(t for _, t in rs.recent if t > now - window)
+    if len(recent) >= policy.coalesce.max_per_window:
+        return recent[0] + window
+    return None
 
 
 def notify(
@@ -333,7 +405,6 @@ def notify(
 ) -> Outcome:
     """A message to each addressee, or, past the coalescing limit, a place in their next digest."""
     out = Outcome()
-    window = policy.coalesce.window
     seen: set[str] = set()
     for a in to:
         if a.key in seen:
@@ -349,8 +420,7 @@ def notify(
             "recipient": {"id": a.stakeholder, "name": a.name, "audience": a.audience},
         }
         subject, body = render(kind, a.audience, a.target.kind, context)
-        rs = recipients.get(a.key, RecipientState())
-        recent = sorted(t for t in rs.recent if t > now - window)
+        ends = held_until(recipients.get(a.key, RecipientState()), nid, kind=kind, policy=policy, now=now)
         common: dict[str, Any] = {
             "incident_id": state.id,
             "notification_id": nid,
@@ -365,24 +435,15 @@ def notify(
             "fallback_recipient": a.fallback.address if a.fallback else None,
             "occurred_at": now,
         }
-        held = kind not in policy.coalesce.exempt and (
-            rs.pending or len(recent) >= policy.coalesce.max_per_window
-        )
-        if held:
-            ends = rs.pending[0].window_ends_at if rs.pending else recent[0] + window
-            coalesced = NotificationCoalesced(window_ends_at=ends, **common)
-            out.incident.append(coalesced)
-            out.recipients.setdefault(a.key, []).append(coalesced)
+        if ends is not None:
+            out.incident.append(NotificationCoalesced(window_ends_at=ends, **common))
         else:
             out.incident.append(NotificationPlanned(body=body, **common))
-            out.recipients.setdefault(a.key, []).append(
-                RecipientNotified(recipient=a.key, notification_id=nid, incident_id=state.id, occurred_at=now)
-            )
     return out
 
 
-def digest(key: str, rs: RecipientState, *, render: Render, now: datetime) -> Outcome | None:
-    """When a recipient's window has ended, one message listing what was held back."""
+def digest(rs: RecipientState, *, render: Render, now: datetime) -> Outcome | None:
+    """When a recipient's window has ended, one message listing what was held back (`digest_of`)."""
     if not rs.pending or now < rs.pending[0].window_ends_at:
         return None
     first = rs.pending[0]
@@ -408,16 +469,10 @@ def digest(key: str, rs: RecipientState, *, render: Render, now: datetime) -> Ou
         stakeholder=first.stakeholder,
         fallback_channel=first.fallback_channel,
         fallback_recipient=first.fallback_recipient,
-        occurred_at=now,
-    )
-    marker = RecipientNotified(
-        recipient=key,
-        notification_id=nid,
-        incident_id=first.incident_id,
         digest_of=[p.notification_id for p in rs.pending],
         occurred_at=now,
     )
-    return Outcome([planned], {key: [marker]})
+    return Outcome([planned])
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,25 +10,23 @@ from typing import Any
 
 from services.comms import cadence, directory, domain
 from services.comms.delivery import comms_stream, notification_stream, progress
+from services.comms.recipients import Recipients
 from services.comms.templates import Templates
 from shared.aggregates import Aggregates
 from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.errors import Conflict, NotFound
-from shared.events import Event, NotificationRetryRequested, StatusUpdatePublished
+from shared.events import Event, NotificationPlanned, NotificationRetryRequested, StatusUpdatePublished
 from shared.policy.comms import CommsPolicy
 from shared.store import ConcurrencyError, EventStore, Write
 
 log = logging.getLogger("lynchpin.comms")
 
 
-def recipient_stream(key: str) -> str:
-    return f"comms-recipient-{uuid.uuid5(domain.NAMESPACE, key)}"
-
-
-def fact_of(env: Envelope) -> domain.Fact | None:
+def fact_of(env: Envelope, policy: CommsPolicy) -> domain.Fact | None:
+    """The input event as comms' core sees it; None when it cannot change anything comms records."""
     incident_id = env.event.partition_key
-    if not incident_id:
+    if not incident_id or not domain.relevant(env.event.type, policy):
         return None
     data = env.event.model_dump(mode="json")
     return domain.Fact(env.event.type, incident_id, env.id, env.event.occurred_at, data)
@@ -46,9 +44,7 @@ class CommsHandlers:
         self.incidents: Aggregates[domain.CommsIncident] = Aggregates(
             self.store, domain.CommsIncident, domain.evolve
         )
-        self.recipients: Aggregates[domain.RecipientState] = Aggregates(
-            self.store, domain.RecipientState, domain.evolve_recipient
-        )
+        self.recipients = Recipients(self.store, self.policy.coalesce.window)
         initial = directory.from_policy(self.policy, self.builtins)
         self.directory: Aggregates[directory.Directory] = Aggregates(
             self.store, lambda: initial, directory.evolve, size=1
@@ -67,61 +63,65 @@ class CommsHandlers:
         kind: str,
         event: Mapping[str, Any] | None = None,
         update: Mapping[str, Any] | None = None,
-    ) -> tuple[domain.Outcome, dict[str, int]]:
-        loaded = {a.key: await self.recipients.load(recipient_stream(a.key)) for a in to}
+    ) -> domain.Outcome:
+        if not to:
+            return domain.Outcome()
+        now = self.clock()
+        if kind not in self.policy.coalesce.exempt:
+            await self.recipients.catch_up(now)  # what other instances planned since
         outcome = domain.notify(
             state,
             cause_event_id=cause_event_id,
             kind=kind,
             to=to,
-            recipients={k: s for k, (s, _) in loaded.items()},
+            recipients=self.recipients.view(),
             render=self.render,
             policy=self.policy,
-            now=self.clock(),
+            now=now,
             event=event,
             update=update,
         )
-        return outcome, {k: v for k, (_, v) in loaded.items()}
+        self.recipients.note(outcome.incident)  # counted here at once, before the commit lands
+        return outcome
 
-    def _writes(
+    def _write(
         self,
         incident_id: str,
         events: Sequence[Event],
         version: int,
-        outcome: domain.Outcome,
-        versions: Mapping[str, int],
         *,
         correlation_id: str | None = None,
         causation_id: str | None = None,
-    ) -> list[Write]:
-        ids = {"correlation_id": correlation_id, "causation_id": causation_id}
-        writes = [Write(comms_stream(incident_id), [*events, *outcome.incident], version, **ids)]
-        for key, recorded in outcome.recipients.items():
-            writes.append(Write(recipient_stream(key), recorded, versions[key], **ids))
-        return writes
+    ) -> Write:
+        return Write(
+            comms_stream(incident_id),
+            events,
+            version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
 
     async def on_event(self, env: Envelope) -> Sequence[Write]:
-        fact = fact_of(env)
+        fact = fact_of(env, self.policy)
         if fact is None:
             return []
         stream = comms_stream(fact.incident_id)
         state, version = await self.incidents.load(stream)
-        book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
+        book = directory.Directory()
+        if fact.kind in self.policy.triggers:  # only a trigger looks anyone up
+            book, _ = await self.directory.load(directory.DIRECTORY_STREAM)
         reaction = domain.react(state, fact, directory=book, policy=self.policy, now=self.clock())
-        outcome, versions = await self._notify(
+        outcome = await self._notify(
             reaction.state, reaction.to, cause_event_id=env.id, kind=fact.kind, event=fact.data
         )
-        if not reaction.events and not outcome.incident:
+        events = [*reaction.events, *outcome.incident]
+        if not events:
             return []
-        return self._writes(
-            fact.incident_id,
-            reaction.events,
-            version,
-            outcome,
-            versions,
-            correlation_id=env.correlation_id,
-            causation_id=env.id,
-        )
+        return [
+            self._write(
+                fact.incident_id, events, version, correlation_id=env.correlation_id, causation_id=env.id
+            )
+        ]
 
     async def publish_update(
         self, incident_id: str, cmd: domain.UpdateCommand, *, by: str, idempotency_key: str | None
@@ -158,7 +158,7 @@ class CommsHandlers:
                 now=self.clock(),
             )
             after = domain.evolve(state, published)
-            outcome, versions = await self._notify(
+            outcome = await self._notify(
                 after,
                 domain.for_audience(after, cmd.audience, book),
                 cause_event_id=update_id,
@@ -167,7 +167,7 @@ class CommsHandlers:
                 event=published.model_dump(mode="json"),
             )
             try:
-                await self.store.commit(self._writes(incident_id, [published], version, outcome, versions))
+                await self.store.commit([self._write(incident_id, [published, *outcome.incident], version)])
             except ConcurrencyError:
                 continue
             return published
@@ -188,7 +188,7 @@ class CommsHandlers:
                 state, level, due_at, policy=self.policy, directory=book, now=self.clock()
             )
             after = domain.evolve(state, event)
-            outcome, versions = await self._notify(
+            outcome = await self._notify(
                 after,
                 to,
                 cause_event_id=domain.overdue_cause(incident_id, level, due_at),
@@ -198,7 +198,7 @@ class CommsHandlers:
             try:
                 # the incident stream's expected version arbitrates: a second firing reloads and
                 # finds (level, due) already raised
-                await self.store.commit(self._writes(incident_id, [event], version, outcome, versions))
+                await self.store.commit([self._write(incident_id, [event, *outcome.incident], version)])
                 fired += 1
             except ConcurrencyError:
                 continue
@@ -206,18 +206,23 @@ class CommsHandlers:
 
     async def flush_digest(self, key: str) -> int:
         for _ in range(5):
-            rs, rversion = await self.recipients.load(recipient_stream(key))
-            outcome = domain.digest(key, rs, render=self.render, now=self.clock())
+            await self.recipients.catch_up(self.clock())
+            rs = self.recipients.view().get(key, domain.RecipientState())
+            outcome = domain.digest(rs, render=self.render, now=self.clock())
             if outcome is None:
                 return 0
-            incident_id = outcome.incident[0].partition_key
-            assert incident_id is not None
-            _, version = await self.incidents.load(comms_stream(incident_id))
+            [planned] = outcome.incident
+            incident_id = planned.partition_key
+            assert incident_id is not None and isinstance(planned, NotificationPlanned)
+            state, version = await self.incidents.load(comms_stream(incident_id))
+            if planned.notification_id in state.planned:
+                return 0  # flushed already (another instance, or before a restart)
             try:
-                await self.store.commit(self._writes(incident_id, [], version, outcome, {key: rversion}))
-                return 1
+                await self.store.commit([self._write(incident_id, outcome.incident, version)])
             except ConcurrencyError:
                 continue
+            self.recipients.note(outcome.incident)
+            return 1
         return 0
 
     async def retry(self, notification_id: str, *, by: str, attempts: int) -> NotificationRetryRequested:

@@ -1,7 +1,8 @@
 """Durable timers, recomputed from comms' own log: overdue status updates (reminder, then
 escalation) and coalescing digests. The worker follows the log into memory, and on each tick
-asks the handlers to fire what is due; they decide again from the store and append idempotently
-(one timer stream per incident + kind + due time), so a second instance or a restart fires nothing twice."""
+asks the handlers to fire what is due; they decide again from the store and append to the
+incident's stream at its expected version (an overdue level per due time, a digest per id), so a
+second instance or a restart fires nothing twice."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.comms import cadence, domain
+from services.comms.recipients import Recipients
 from shared.clock import Clock
 from shared.envelope import Checkpoint
-from shared.events import NotificationCoalesced, UpdateCadenceStarted
+from shared.events import UpdateCadenceStarted
 from shared.policy.comms import CommsPolicy
 from shared.store import START, EventStore
 
@@ -32,28 +34,22 @@ class Timers:
     fire_overdue: Callable[[str], Awaitable[int]]
     flush_digest: Callable[[str], Awaitable[int]]
     incidents: dict[str, domain.CommsIncident] = field(default_factory=dict)
-    recipients: dict[str, domain.RecipientState] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
+    recipients: Recipients = field(init=False)
     at: Checkpoint = START
+
+    def __post_init__(self) -> None:
+        self.recipients = Recipients(self.store, self.policy.coalesce.window)
 
     async def catch_up(self) -> None:
         while page := await self.store.read_all(after=self.at, limit=1000):
             for env in page:
                 e = env.event
-                # only what a timer may need is kept: recipients with held notifications,
-                # incidents whose cadence runs
+                # only what a timer may need is kept: recipients with held notifications (and their
+                # count, to tell what is held), incidents whose cadence runs
+                self.recipients.note([e])
                 if env.stream.startswith(RECIPIENT_PREFIX):
-                    if env.stream not in self.recipients and not isinstance(e, NotificationCoalesced):
-                        continue
-                    rs = domain.evolve_recipient(self.recipients.get(env.stream, domain.RecipientState()), e)
-                    if isinstance(e, NotificationCoalesced):
-                        self.keys[env.stream] = domain.recipient_key(e.channel, e.recipient)
-                    if rs.pending:
-                        self.recipients[env.stream] = rs
-                    else:
-                        self.recipients.pop(env.stream, None)
-                        self.keys.pop(env.stream, None)
-                elif env.stream.startswith(INCIDENT_PREFIX) and e.partition_key:
+                    continue
+                if env.stream.startswith(INCIDENT_PREFIX) and e.partition_key:
                     key = e.partition_key
                     if key not in self.incidents and not isinstance(e, UpdateCadenceStarted):
                         continue
@@ -63,15 +59,11 @@ class Timers:
                     else:
                         self.incidents[key] = state
             self.at = page[-1].checkpoint
+        self.recipients.forget_quiet(self.clock())
 
     def due(self, now: datetime) -> tuple[list[str], list[str]]:
         incidents = [i for i, s in self.incidents.items() if cadence.overdue(s, self.policy.cadence, now=now)]
-        digests = [
-            self.keys[stream]
-            for stream, rs in self.recipients.items()
-            if rs.pending and now >= rs.pending[0].window_ends_at and stream in self.keys
-        ]
-        return incidents, digests
+        return incidents, self.recipients.due(now)
 
     async def tick(self) -> int:
         """Catch up with the log, fire what is due now; returns how many timers fired."""

@@ -94,6 +94,10 @@ class IncidentContextUpdated(IncidentEvent):
 
 
 class NotificationPlanned(IncidentEvent):
+    """A message to one recipient, rendered; it counts towards the recipient's coalescing window.
+
+    A digest lists the held-back notifications it covers in `digest_of`."""
+
     type: Literal["NotificationPlanned"] = "NotificationPlanned"
     notification_id: str
     cause_event_id: str
@@ -106,6 +110,7 @@ class NotificationPlanned(IncidentEvent):
     stakeholder: str = ""
     fallback_channel: str | None = None
     fallback_recipient: str | None = None
+    digest_of: list[str] = Field(default_factory=list)
 
 
 class NotificationSent(IncidentEvent):
@@ -157,7 +162,10 @@ class NotificationCoalesced(IncidentEvent):
 
 
 class RecipientNotified(Event):
-    """On the recipient's own stream: a notification was planned to them (the coalescing count)."""
+    """On a recipient's own stream: a notification was planned to them. No longer recorded.
+
+    The coalescing count comes from `NotificationPlanned` itself; logs that hold this event still fold
+    as before."""
 
     type: Literal["RecipientNotified"] = "RecipientNotified"
     recipient: str

@@ -17,6 +17,7 @@ from shared.events import (
     NotificationFailed,
     NotificationPlanned,
     NotificationSent,
+    RecipientNotified,
 )
 from shared.policy import PolicyError, parse_policy
 from shared.policy.comms import CadencePolicy, CommsPolicy, OutboundPolicy, RetryPolicy, TemplateOverride
@@ -172,19 +173,103 @@ def test_a_storm_to_one_recipient_is_coalesced_into_a_digest() -> None:
             policy=p,
             now=T0 + timedelta(seconds=n),
         )
-        for e in out.recipients[lead[0].key]:
+        for e in out.incident:
+            assert domain.recipient_of(e) == lead[0].key
             rs = domain.evolve_recipient(rs, e)
         planned += sum(isinstance(e, NotificationPlanned) for e in out.incident)
         held += sum(isinstance(e, NotificationCoalesced) for e in out.incident)
     assert (planned, held) == (2, 8)
-    assert domain.digest(lead[0].key, rs, render=render, now=T0 + timedelta(seconds=59)) is None
-    digest = domain.digest(lead[0].key, rs, render=render, now=T0 + timedelta(seconds=60))
+    assert domain.digest(rs, render=render, now=T0 + timedelta(seconds=59)) is None
+    digest = domain.digest(rs, render=render, now=T0 + timedelta(seconds=60))
     assert digest is not None
     [message] = digest.incident
     assert isinstance(message, NotificationPlanned) and message.cause_type == "Digest"
-    for e in digest.recipients[lead[0].key]:
-        rs = domain.evolve_recipient(rs, e)
+    assert len(message.digest_of) == 8
+    rs = domain.evolve_recipient(rs, message)
     assert rs.pending == ()
+
+
+def test_the_recipient_count_folds_each_notification_once_from_new_and_older_logs() -> None:
+    """Planned here and read back from the log, or recorded by older versions on the recipient's own
+    stream too (`RecipientNotified`, a second copy of each held-back one): each counts once."""
+    key = domain.recipient_key("email", "lead@x.org")
+    common = {
+        "incident_id": "i1",
+        "cause_type": "PriorityAssigned",
+        "recipient": "lead@x.org",
+        "channel": "email",
+        "audience": "management",
+        "subject": "s",
+        "occurred_at": T0,
+    }
+    sent = NotificationPlanned(notification_id="n1", cause_event_id="c1", body="b", **common)
+    held = NotificationCoalesced(
+        notification_id="n2", cause_event_id="c2", window_ends_at=T0 + timedelta(minutes=1), **common
+    )
+    marker = RecipientNotified(recipient=key, notification_id="n1", incident_id="i1", occurred_at=T0)
+    rs = domain.RecipientState()
+    for e in [sent, marker, sent, held, held]:
+        assert domain.recipient_of(e) == key
+        rs = domain.evolve_recipient(rs, e)
+    assert [n for n, _ in rs.recent] == ["n1"] and [p.notification_id for p in rs.pending] == ["n2"]
+    old_digest = RecipientNotified(
+        recipient=key, notification_id="d", incident_id="i1", digest_of=["n2"], occurred_at=T0
+    )
+    assert domain.evolve_recipient(rs, old_digest).pending == ()
+
+
+def test_a_retried_decision_stands_so_the_first_of_a_storm_still_go_out() -> None:
+    """A handler runs again when its commit conflicted; what it decided for a notification is already
+    counted, and deciding it again must give the same answer, not count it against itself."""
+    p = policy(coalesce={"window": 60, "max_per_window": 2})
+    lead = [
+        a for a in domain.addressees(incident(), "PriorityAssigned", BOOK, POLICY) if a.stakeholder == "lead"
+    ]
+    rs = domain.RecipientState()
+    first: list[str] = []
+    for n in range(4):
+        out = domain.notify(
+            incident(id=f"i{n}"),
+            cause_event_id=f"c{n}",
+            kind="PriorityAssigned",
+            to=lead,
+            recipients={lead[0].key: rs},
+            render=render,
+            policy=p,
+            now=T0,
+        )
+        first += [e.type for e in out.incident]
+        for e in out.incident:
+            rs = domain.evolve_recipient(rs, e)
+    again = [
+        e.type
+        for n in range(4)
+        for e in domain.notify(
+            incident(id=f"i{n}"),
+            cause_event_id=f"c{n}",
+            kind="PriorityAssigned",
+            to=lead,
+            recipients={lead[0].key: rs},
+            render=render,
+            policy=p,
+            now=T0 + timedelta(seconds=1),
+        ).incident
+    ]
+    assert first == again == ["NotificationPlanned"] * 2 + ["NotificationCoalesced"] * 2
+
+
+def test_only_input_kinds_that_can_change_something_are_handled() -> None:
+    for kind in ["AlertAttached", "AlertObserved", "SlaTargetSet", "ServiceActivityRecorded"]:
+        assert not domain.relevant(kind, POLICY)
+        assert domain.observe(incident(), fact(kind)) is None
+    for kind in [
+        "IncidentOpened",
+        "PriorityAssigned",
+        "IncidentAcknowledged",
+        "PageRequested",
+        "SlaBreached",
+    ]:
+        assert domain.relevant(kind, POLICY)
 
 
 def test_status_updates_are_exempt_from_coalescing() -> None:
@@ -192,7 +277,7 @@ def test_status_updates_are_exempt_from_coalescing() -> None:
     lead = [
         a for a in domain.addressees(incident(), "PriorityAssigned", BOOK, POLICY) if a.stakeholder == "lead"
     ]
-    busy = domain.RecipientState(recent=(T0, T0))
+    busy = domain.RecipientState(recent=(("a", T0), ("b", T0)))
     out = domain.notify(
         incident(),
         cause_event_id="u",
@@ -470,7 +555,7 @@ def test_an_on_call_page_reaches_every_contact_with_its_acknowledge_link() -> No
     ctx = {"incident": incident().context(), "event": page.data, "update": {}, "recipient": {}}
     message = Templates().render("PageRequested", "responders", "email", ctx)
     assert message.subject == "[page] [P1] API down (api)" and "https://lp/v1/ack/x" in message.body
-    busy = domain.RecipientState(recent=(T0,) * 10)
+    busy = domain.RecipientState(recent=tuple((f"n{i}", T0) for i in range(10)))
     out = domain.notify(
         incident(),
         cause_event_id="p",
