@@ -14,8 +14,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.analytics import dashboard, exports, feedback, reports
-from services.analytics.metrics import compute
+from services.analytics import aggregates, dashboard, exports, feedback, reports
+from services.analytics.policy import analytics_policy
 from services.analytics.projections import IncidentView
 from services.analytics.readstore import ReadStore
 from services.analytics.rebuild import events_url, read_store_path
@@ -24,8 +24,7 @@ from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
 from shared.envelope import Envelope
 from shared.errors import DomainError, NotFound
-from shared.policy import Policy, load_policy
-from shared.policy.analytics import AnalyticsPolicy, BusinessHours
+from shared.policy.analytics import AnalyticsPolicy
 from shared.service import Wiring, build_app
 from shared.settings import Settings
 from shared.store import EventStore, open_store
@@ -33,7 +32,6 @@ from shared.web import Viewer
 
 SOURCES = ("intake", "triage", "comms")
 MAJOR = ("proposed", "accepted", "rejected")
-WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class IncidentItem(BaseModel):
@@ -124,6 +122,7 @@ def routes(
     policy: AnalyticsPolicy,
     clock: Clock,
     results: Results,
+    figures: aggregates.Metrics,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -218,8 +217,7 @@ def routes(
         kind = exports.negotiate(request, format, offered=("json", "csv"))
 
         async def make(now: datetime) -> dict[str, Any]:
-            views = await reads.views(service=service, priority=priority, opened_from=start, opened_to=end)
-            result = compute(views, policy=policy, now=now, start=start, end=end)
+            result = await figures(now=now, start=start, end=end, service=service, priority=priority)
             result["filters"] = {"service": service, "priority": priority}
             return result
 
@@ -227,7 +225,7 @@ def routes(
         result = await results.get(key, generation=reads.generation, now=clock(), make=make)
         if kind == "csv":
             return PlainTextResponse(exports.metrics_csv(result), media_type=exports.MEDIA["csv"])
-        return JSONResponse(result)
+        return Response(orjson.dumps(result), media_type="application/json")
 
     @router.get("/v1/export/incidents", tags=["export"], summary="Every incident (filtered) as CSV or JSON")
     async def export_incidents(
@@ -348,25 +346,6 @@ class LagCollector(Collector):
         yield latest
 
 
-def policy_from(whole: Policy) -> AnalyticsPolicy:
-    """The analytics section, with triage's business-hours calendars unless it names its own, so that
-    analytics measures an SLA clock in the calendar triage ran it in."""
-    own = whole.analytics
-    if own.calendars:
-        return own
-    calendars = {
-        name: BusinessHours(
-            timezone=c.timezone,
-            days=tuple(WEEK.index(str(d.value)) for d in c.days),
-            start=c.start,
-            end=c.end,
-            holidays=tuple(c.holidays),
-        )
-        for name, c in whole.triage.calendars.items()
-    }
-    return own.model_copy(update={"calendars": calendars})
-
-
 async def project(env: Envelope) -> Sequence[Envelope]:
     return [env]
 
@@ -380,8 +359,12 @@ def create_app(
     events: EventStore | None = None,
     policy: AnalyticsPolicy | None = None,
 ) -> FastAPI:
+    if policy is None:
+        policy = analytics_policy(settings)
     if reads is None:
-        reads = ReadStore(read_store_path(settings))
+        reads = ReadStore(read_store_path(settings), policy=policy)
+    else:
+        reads.measure_under(policy)
     if bus is None:
         from shared.bus import open_bus
 
@@ -390,8 +373,6 @@ def create_app(
         clock = system_clock
     if events is None:
         events = open_store(events_url(settings), source=feedback.SOURCE)
-    if policy is None:
-        policy = policy_from(load_policy(settings.policy))
     own_log = events
 
     async def follow_own_log() -> None:
@@ -416,8 +397,9 @@ def create_app(
         "service's log.",
     )
     results = Results(settings.analytics_results_seconds)  # services.analytics.results
-    app.include_router(routes(reads, bus, events, policy, clock, results))
-    app.include_router(dashboard.routes(reads, bus, policy, clock, results))
+    figures = aggregates.Metrics(reads, policy)  # services.analytics.aggregates
+    app.include_router(routes(reads, bus, events, policy, clock, results, figures))
+    app.include_router(dashboard.routes(reads, bus, policy, clock, results, figures))
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
     app.state.metrics.registry.register(LagCollector(bus, reads))
     return app

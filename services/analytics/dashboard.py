@@ -16,8 +16,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.analytics import charts
-from services.analytics.metrics import compute, sla_outcome
+from services.analytics import aggregates, charts
+from services.analytics.metrics import sla_outcome
 from services.analytics.projections import IncidentView
 from services.analytics.readstore import ReadStore
 from services.analytics.results import Results
@@ -73,6 +73,7 @@ def routes(
     policy: AnalyticsPolicy,
     clock: Clock,
     results: Results,
+    figures: aggregates.Metrics,
     *,
     days: int = 30,
 ) -> APIRouter:
@@ -106,7 +107,7 @@ def routes(
 
         async def make(at: datetime) -> tuple[dict[str, Any], list[IncidentView]]:
             start = at - timedelta(days=window)
-            m = compute(await reads.views(opened_from=start), policy=policy, now=at, start=start)
+            m = await figures(now=at, start=start)
             open_ = sorted(
                 await reads.views(open_only=True),
                 key=lambda v: (v.priority or "P9", v.opened_at or at),

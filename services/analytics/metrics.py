@@ -19,12 +19,14 @@ times. Definitions:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from services.analytics.projections import IncidentView
 from shared.policy.analytics import AnalyticsPolicy, BusinessHours
@@ -148,6 +150,182 @@ def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -
         paused=True,
     )
     return SlaOutcome(response, resolution, r_secs, s_secs)
+
+
+# --- per-incident figures, for the read store's columns (`services.analytics.aggregates`) ---------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+HORIZON_DAYS = 3660
+"""How far ahead a business-hours deadline is looked for; a clock not due by then is judged live."""
+
+Standing = tuple[Literal["met", "breached", "due", "live"] | None, int | None]
+"""One SLA clock as the read store keeps it: its outcome where no later instant can change it
+("met", "breached"); "due" with the instant (Unix microseconds, None: never) after which it is
+breached and until which it is pending; "live" where only `sla_outcome` at the instant asked can
+tell (a clock with time on hold, rare); None where no target applies."""
+
+
+def micros(at: datetime) -> int:
+    """Unix time in whole microseconds (naive means UTC): differences of two are exact."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (aware - EPOCH) // MICROSECOND
+
+
+def _over_after(offset: float, target: float) -> int:
+    """The largest whole number of microseconds d with `offset + d / 1e6 <= target` as floats add.
+
+    `elapsed` sums float seconds, so the instant a clock passes its target is found the way it sums
+    (binary search: float addition is monotonic) rather than by subtracting, which could round the
+    other way at the boundary."""
+    lo, hi = -1, 1
+    while offset + hi / 1_000_000 <= target:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if offset + mid / 1_000_000 <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _windows(start: datetime, hours: BusinessHours) -> Iterator[tuple[datetime, datetime]]:
+    """The working periods from the day `start` falls on, as `business_seconds` forms them."""
+    tz = ZoneInfo(hours.timezone)
+    day = start.astimezone(tz).date()
+    for _ in range(HORIZON_DAYS):
+        if day.weekday() in hours.days and day not in hours.holidays:
+            opens = datetime.combine(day, hours.start, tz)
+            closes = (
+                datetime.combine(day + timedelta(days=1), hours.end, tz)
+                if hours.end == time(0)
+                else datetime.combine(day, hours.end, tz)
+            )
+            yield opens, closes
+        day += timedelta(days=1)
+
+
+def due_after(start: datetime, target: float, hours: BusinessHours | None) -> int | None:
+    """The last instant (Unix microseconds) at which a clock started at `start`, running without a
+    pause, is still within `target`: `elapsed(start, now, hours=hours) > target` exactly when `now`
+    is later. None when no instant within `HORIZON_DAYS` passes it."""
+    if hours is None:
+        return micros(start) + _over_after(0.0, target)
+    total = 0.0
+    for opens, closes in _windows(start, hours):
+        lo = max(opens, start)
+        if closes <= lo:
+            continue
+        period = closes - lo  # as `business_seconds` takes a whole period (wall clock, same zone)
+        if period != closes.astimezone(UTC) - lo.astimezone(UTC):
+            return None  # a period across a change of UTC offset: its wall and true lengths differ
+        whole = total + period.total_seconds()
+        if whole > target:  # passed inside this period: `now - lo` is a true difference (UTC `now`)
+            return micros(lo) + _over_after(total, target)
+        total = whole
+    return None
+
+
+def sla_standing(view: IncidentView, policy: AnalyticsPolicy) -> tuple[Standing, Standing]:
+    """Each clock's outcome as far as it does not depend on the instant asked (see `Standing`):
+    `sla_outcome(view, policy, now=t)` gives, for every t, "met" or "breached" where this says so,
+    "breached" after and "pending" until the instant of a "due", the same for "live" as for a
+    document read at t. Mirrors `sla_outcome` case by case."""
+    if view.priority is None or view.opened_at is None:
+        return (None, None), (None, None)
+    opened = view.opened_at
+    from_triage = view.response_target is not None or view.resolution_target is not None
+    if from_triage:
+        named = view.sla_calendar
+        hours = None if named is None else policy.calendars.get(named, policy.business_hours)
+    else:
+        hours = policy.business_hours if view.priority in policy.business_hours_priorities else None
+    holds = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in view.holds]
+
+    def stand(
+        target: float | None, done: datetime | None, breached: bool, met: bool, *, paused: bool
+    ) -> Standing:
+        if breached:
+            return "breached", None
+        if met:
+            return "met", None
+        if target is None:
+            return None, None
+        if paused and view.on_hold_since is not None:
+            return "live", None  # the hold runs until the instant asked
+        if done is not None:
+            taken = elapsed(opened, done, holds=holds if paused else (), hours=hours)
+            return ("breached" if taken > target else "met"), None
+        if paused and holds:
+            return "live", None
+        if target < 0:
+            return "breached", None  # no elapsed time is below it
+        due = due_after(opened, target, hours)
+        return ("due", due) if due is not None else ("live", None)
+
+    response = stand(
+        view.response_target if from_triage else policy.response_targets.get(view.priority),
+        view.acknowledged_at,
+        view.response_breached,
+        view.response_met,
+        paused=False,
+    )
+    resolution = stand(
+        view.resolution_target if from_triage else policy.resolution_targets.get(view.priority),
+        view.resolved_at,
+        view.resolution_breached,
+        view.resolution_met,
+        paused=True,
+    )
+    return response, resolution
+
+
+FIGURES = (
+    "category",
+    "opened_us",
+    "resolved_us",
+    "opened_day",
+    "resolved_day",
+    "tta_us",
+    "ttr_us",
+    "ttd_us",
+    "csat",
+    "latencies",
+    "response_sla",
+    "response_due",
+    "resolution_sla",
+    "resolution_due",
+)
+"""The read store's columns per incident that `services.analytics.aggregates` computes metrics from."""
+
+
+def figures(view: IncidentView, policy: AnalyticsPolicy) -> tuple[Any, ...]:
+    """An incident's `FIGURES`: what `compute` takes from its view, as numbers SQL can sum, order
+    and compare (durations in whole microseconds; the float seconds are those divided by 10^6)."""
+    opened, resolved = view.opened_at, view.resolved_at
+    opened_us = micros(opened) if opened is not None else None
+    resolved_us = micros(resolved) if resolved is not None else None
+    acked_us = micros(view.acknowledged_at) if view.acknowledged_at is not None else None
+    detected_us = micros(view.detected_at) if view.detected_at is not None else None
+    latencies = [float(u["latency_seconds"]) for u in view.updates if u.get("latency_seconds") is not None]
+    response, resolution = sla_standing(view, policy)
+    return (
+        view.category,
+        opened_us,
+        resolved_us,
+        _day(opened).isoformat() if opened is not None else None,
+        _day(resolved).isoformat() if resolved is not None else None,
+        acked_us - opened_us if acked_us is not None and opened_us is not None else None,
+        resolved_us - opened_us if resolved_us is not None and opened_us is not None else None,
+        opened_us - detected_us
+        if detected_us is not None and opened_us is not None and detected_us <= opened_us
+        else None,
+        int(view.feedback[-1]["score"]) if view.feedback else None,
+        orjson.dumps(latencies) if latencies else None,
+        *response,
+        *resolution,
+    )
 
 
 def mtbf(views: Iterable[IncidentView], *, until: datetime) -> dict[str, dict[str, Any]]:

@@ -11,21 +11,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
 
+from services.analytics.metrics import FIGURES, figures
 from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
 from shared.envelope import Checkpoint, Envelope
 from shared.events import TokenRevoked
+from shared.policy.analytics import AnalyticsPolicy
 from shared.store import START, Committed, StoreUnavailable, Tracking, Write
 
-SCHEMA_VERSION = 2
+T = TypeVar("T")
+SCHEMA_VERSION = 3
 SOURCE_RANK = {"intake": 0, "triage": 1, "comms": 2, "analytics": 3}
 
 SCHEMA = """
@@ -39,12 +42,31 @@ CREATE TABLE IF NOT EXISTS incidents (
     opened_at TEXT,
     resolved_at TEXT,
     search TEXT NOT NULL DEFAULT '',
+    category TEXT,
+    opened_us INTEGER,
+    resolved_us INTEGER,
+    opened_day TEXT,
+    resolved_day TEXT,
+    tta_us INTEGER,
+    ttr_us INTEGER,
+    ttd_us INTEGER,
+    csat INTEGER,
+    latencies BLOB,
+    response_sla TEXT,
+    response_due INTEGER,
+    resolution_sla TEXT,
+    resolution_due INTEGER,
     doc BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_list ON incidents (opened_at DESC, id DESC, search);
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_service ON incidents (service, opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_team ON incidents (team, opened_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_figures ON incidents (
+    opened_at, service, priority, category, status, major, opened_us, resolved_us, opened_day,
+    resolved_day, tta_us, ttr_us, ttd_us, csat, response_sla, response_due, resolution_sla,
+    resolution_due, latencies, id
+);
 CREATE TABLE IF NOT EXISTS timeline (
     event_id TEXT PRIMARY KEY,
     incident_id TEXT NOT NULL,
@@ -61,22 +83,29 @@ CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, tx INTEGER, p
 CREATE TABLE IF NOT EXISTS dead_letters (event_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked_tokens (token_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS freshness (source TEXT PRIMARY KEY, recorded_at TEXT, occurred_at TEXT);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 SECONDARY_INDEXES = (
     "incidents_list",
     "incidents_status",
     "incidents_service",
     "incidents_team",
+    "incidents_figures",
     "timeline_incident",
 )
 LOAD_CACHE_KIB = -262144
 """The page cache while a rebuild loads its tables (negative: KiB, so 256 MiB)."""
-TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness")
+TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness", "settings")
 
 
 def utc(at: datetime) -> str:
     """A sortable text form: every instant in UTC, so SQLite can compare them as strings."""
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def utc_day(at: datetime) -> str:
+    """The day (UTC) an instant falls on, as the `opened_day` column has it."""
+    return utc(at)[:10]
 
 
 def encode_cursor(opened_at: str, incident_id: str) -> str:
@@ -91,7 +120,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raise ValueError("cursor is not one this API returned") from e
 
 
-def incident_row(v: IncidentView) -> tuple[Any, ...]:
+def incident_row(v: IncidentView, policy: AnalyticsPolicy) -> tuple[Any, ...]:
     search = " ".join((v.id, v.title, v.service, v.description, v.team or "", v.assignee or "")).lower()
     return (
         v.id,
@@ -103,6 +132,7 @@ def incident_row(v: IncidentView) -> tuple[Any, ...]:
         utc(v.opened_at) if v.opened_at else None,
         utc(v.resolved_at) if v.resolved_at else None,
         search,
+        *figures(v, policy),
         orjson.dumps(v.to_json()),
     )
 
@@ -118,12 +148,40 @@ def timeline_row(e: TimelineEntry) -> tuple[Any, ...]:
     )
 
 
-UPSERT_INCIDENT = (
-    "INSERT INTO incidents (id, status, priority, service, team, major, opened_at, resolved_at, search, doc) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status=excluded.status, "
-    "priority=excluded.priority, service=excluded.service, team=excluded.team, major=excluded.major, "
-    "opened_at=excluded.opened_at, resolved_at=excluded.resolved_at, search=excluded.search, doc=excluded.doc"
+INCIDENT_COLUMNS = (
+    "id",
+    "status",
+    "priority",
+    "service",
+    "team",
+    "major",
+    "opened_at",
+    "resolved_at",
+    "search",
+    *FIGURES,
+    "doc",
 )
+UPSERT_INCIDENT = (
+    f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))}) "
+    "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in INCIDENT_COLUMNS if c != "id")
+)
+UPDATE_FIGURES = f"UPDATE incidents SET {', '.join(f'{c} = ?' for c in FIGURES)} WHERE id = ?"
+
+
+def policy_key(policy: AnalyticsPolicy) -> str:
+    """What of the policy the stored figures depend on (the SLA clocks'), as text."""
+    return policy.model_dump_json(
+        include={
+            "response_targets",
+            "resolution_targets",
+            "business_hours_priorities",
+            "business_hours",
+            "calendars",
+        }
+    )
+
+
 INSERT_TIMELINE = (
     "INSERT OR IGNORE INTO timeline (event_id, incident_id, at, rank, position, doc) VALUES (?,?,?,?,?,?)"
 )
@@ -132,8 +190,11 @@ INSERT_TIMELINE = (
 class ReadStore:
     source = "analytics"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, policy: AnalyticsPolicy | None = None) -> None:
         self.path = str(path)
+        self.policy = policy if policy is not None else AnalyticsPolicy()
+        """The analytics policy the SLA figures are judged under (`metrics.sla_standing`); a file
+        written under another one has its figures computed again when opened."""
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="analytics-w")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="analytics-r")
         self._writer: sqlite3.Connection | None = None
@@ -142,6 +203,11 @@ class ReadStore:
         self.latest: dict[str, datetime] = {}
         """When the newest event handled from each source was recorded (for lag in seconds)."""
         self.generation = 0
+        self.epoch = 0
+        """Bumped by a load (rebuild): every day's incidents may have changed."""
+        self.day_versions: dict[str, int] = {}
+        """Per UTC day, bumped by every committed write that changed an incident opened that day
+        (`services.analytics.aggregates` keeps a day's sums as long as its version stays)."""
         """Bumped by every committed write: an answer computed at one generation is still true
         at the same one (`services.analytics.results`)."""
 
@@ -167,6 +233,7 @@ class ReadStore:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.executescript(SCHEMA)
+            self._judge_under_policy(conn)
             return conn
 
         try:
@@ -190,6 +257,37 @@ class ReadStore:
             await loop.run_in_executor(self._writer_pool, self._writer.close)
         self._writer_pool.shutdown()
         self._reader_pool.shutdown()
+
+    def measure_under(self, policy: AnalyticsPolicy) -> None:
+        """Judge SLA figures under `policy` (the service's), before the store is opened."""
+        if self._writer is not None:
+            raise RuntimeError("the read store is open: give it its policy before")
+        self.policy = policy
+
+    def _judge_under_policy(self, conn: sqlite3.Connection) -> None:
+        """Every incident's figures again from its document when the policy they were judged
+        under is not this store's (one pass over the incidents, in one transaction)."""
+        key = policy_key(self.policy)
+        row = conn.execute("SELECT value FROM settings WHERE name = 'policy'").fetchone()
+        if row is not None and row[0] == key:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            docs = conn.execute("SELECT doc FROM incidents").fetchall()
+            conn.executemany(
+                UPDATE_FIGURES,
+                (
+                    (*figures(v, self.policy), v.id)
+                    for v in (IncidentView.from_json(orjson.loads(d)) for (d,) in docs)
+                ),
+            )
+            conn.execute("INSERT OR REPLACE INTO settings VALUES ('policy', ?)", (key,))
+            conn.execute("COMMIT")
+            self.epoch += 1
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -222,9 +320,10 @@ class ReadStore:
                         "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
                         (tracking.consumer, *tracking.checkpoint),
                     )
+            touched: set[str] = set()
             for item in items:
                 if isinstance(item, Envelope):
-                    self._apply_envelope(conn, item)
+                    touched |= self._apply_envelope(conn, item)
                 elif isinstance(item, Write):
                     for event in item.events:
                         conn.execute(
@@ -233,13 +332,16 @@ class ReadStore:
                         )
             conn.execute("COMMIT")
             self.generation += 1
+            for day in touched:
+                self.day_versions[day] = self.day_versions.get(day, 0) + 1
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return False
 
-    def _apply_envelope(self, conn: sqlite3.Connection, env: Envelope) -> None:
+    def _apply_envelope(self, conn: sqlite3.Connection, env: Envelope) -> set[str]:
+        """Apply one event; the days (UTC) on which the incidents it changed were opened."""
         if isinstance(env.event, TokenRevoked):  # honoured by this service's auth after a restart too
             conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?)", (env.event.token_id,))
         fact = Fact.of(env)
@@ -249,15 +351,18 @@ class ReadStore:
             (env.source, utc(env.recorded_at), utc(fact.at)),
         )
         if fact.incident_id is None:
-            return
+            return set()
         row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (fact.incident_id,)).fetchone()
         before = IncidentView.from_json(orjson.loads(row[0])) if row else None
         after = project(before, fact)
+        touched = set()
         if after is not None and after != before:
-            conn.execute(UPSERT_INCIDENT, incident_row(after))
+            conn.execute(UPSERT_INCIDENT, incident_row(after, self.policy))
+            touched = {utc_day(v.opened_at) for v in (before, after) if v is not None and v.opened_at}
         entry = timeline_entry(fact)
         if entry is not None:
             conn.execute(INSERT_TIMELINE, timeline_row(entry))
+        return touched
 
     async def load(
         self,
@@ -283,7 +388,7 @@ class ReadStore:
             for index in SECONDARY_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
             for sql, rows in (
-                (UPSERT_INCIDENT, (incident_row(v) for v in views)),
+                (UPSERT_INCIDENT, (incident_row(v, self.policy) for v in views)),
                 (INSERT_TIMELINE, (timeline_row(e) for e in entries)),
                 ("INSERT OR IGNORE INTO handled VALUES (?, ?)", iter(handled)),
             ):
@@ -299,10 +404,12 @@ class ReadStore:
             conn.executemany(
                 "INSERT OR REPLACE INTO freshness VALUES (?, ?, ?)", [(k, *v) for k, v in freshness.items()]
             )
+            conn.execute("INSERT OR REPLACE INTO settings VALUES ('policy', ?)", (policy_key(self.policy),))
             conn.execute("COMMIT")
             conn.executescript(SCHEMA)  # the indexes again
             conn.execute(f"PRAGMA cache_size={int(cache)}")
             self.generation += 1
+            self.epoch += 1
 
         await self._write(run)
 
@@ -313,9 +420,14 @@ class ReadStore:
     # --- reads ------------------------------------------------------------------------------
 
     async def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
+        return await self.read(lambda conn: conn.execute(sql, args).fetchall())
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the reader's thread: several queries, one read of the store."""
+
+        def run() -> T:
             assert self._reader is not None
-            return self._reader.execute(sql, args).fetchall()
+            return fn(self._reader)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader_pool, run)
@@ -432,11 +544,7 @@ class ReadStore:
 
     async def dump(self) -> dict[str, Any]:
         """The whole projected state in a canonical order (what a rebuild must reproduce)."""
-        incidents = await self._query(
-            "SELECT id, status, priority, service, team, major, opened_at, resolved_at, search, doc "
-            "FROM incidents ORDER BY id",
-            (),
-        )
+        incidents = await self._query(f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents ORDER BY id", ())
         timeline = await self._query(
             "SELECT event_id, incident_id, at, rank, position, doc FROM timeline ORDER BY event_id", ()
         )

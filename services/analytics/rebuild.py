@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
+from services.analytics.policy import analytics_policy
 from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
 from services.analytics.readstore import ReadStore, utc
 from shared.bus.base import tracking_name
@@ -130,7 +131,7 @@ async def rebuild(settings: Settings) -> Report:
     fresh = f"{path}.rebuild"
     for leftover in (fresh, f"{fresh}-wal", f"{fresh}-shm"):
         Path(leftover).unlink(missing_ok=True)
-    async with ReadStore(fresh) as reads:
+    async with ReadStore(fresh, policy=analytics_policy(settings)) as reads:
         await write(state, reads)
     for old in (f"{path}-wal", f"{path}-shm"):
         Path(old).unlink(missing_ok=True)

@@ -233,7 +233,7 @@ def test_a_clock_triage_ran_in_a_named_calendar_is_measured_in_that_calendar() -
 
 
 def test_analytics_takes_triages_calendars_from_the_policy_file() -> None:
-    from services.analytics.app import policy_from
+    from services.analytics.policy import policy_from
     from shared.policy import parse_policy
 
     whole = parse_policy(
