@@ -96,8 +96,11 @@ def create_app(
         "email": EmailChannel(comms.email, password),
     }
     delivery = Delivery(store, channels, clock, comms.retry)
-    index = NotificationIndex(store, comms.retry.attempts)
-    timers = Timers(store, clock, comms, handlers.fire_overdue, handlers.flush_digest)
+    index = NotificationIndex(comms.retry.attempts)
+    handlers.log.add(index.fold)
+    timers = Timers(
+        store, clock, comms, handlers.fire_overdue, handlers.flush_digest, handlers.log, handlers.recipients
+    )
     wiring = Wiring(
         name="comms",
         settings=settings,
@@ -106,7 +109,7 @@ def create_app(
         bus=bus,
         sources=SOURCES,
         handler=handlers.on_event,
-        workers={"delivery": delivery.run, "index": index.run, "timers": timers.run},
+        workers={"delivery": delivery.run, "views": handlers.log.run, "timers": timers.run},
         exclusive=frozenset({"delivery"}),  # one sender per notification across instances
         resources=[client],
     )

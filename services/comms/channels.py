@@ -92,25 +92,30 @@ class Outbound:
 
     def check_url(self, url: str) -> str:
         """Syntax and literal addresses (at save time); returns the host."""
+        return self._check_url(url)[0]
+
+    def _check_url(self, url: str) -> tuple[str, bool]:
+        """The host, and whether it is settled (allowed by name, or an allowed literal address)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DeliveryFailed(f"{url!r} is not an http(s) URL", permanent=True)
         host = parts.hostname.lower()
         if host in self.hosts:
-            return host
+            return host, True
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            return host
+            return host, False
         reason = self.refusal(ip)
         if reason is not None:
             raise DeliveryFailed(f"{host} is {reason}; not in the outbound allowlist", permanent=True)
-        return host
+        return host, True
 
     async def check(self, url: str) -> None:
-        """Before sending: every address the host resolves to must be allowed."""
-        host = self.check_url(url)
-        if host in self.hosts:
+        """Before sending: every address the host resolves to must be allowed (a literal address
+        is its only one: no lookup)."""
+        host, settled = self._check_url(url)
+        if settled:
             return
         port = urlsplit(url).port or 443
         try:

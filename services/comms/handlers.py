@@ -10,6 +10,7 @@ from typing import Any
 
 from services.comms import cadence, directory, domain
 from services.comms.delivery import comms_stream, notification_stream, progress
+from services.comms.follow import LogViews
 from services.comms.recipients import Recipients
 from services.comms.templates import Templates
 from shared.aggregates import Aggregates
@@ -44,7 +45,9 @@ class CommsHandlers:
         self.incidents: Aggregates[domain.CommsIncident] = Aggregates(
             self.store, domain.CommsIncident, domain.evolve
         )
-        self.recipients = Recipients(self.store, self.policy.coalesce.window)
+        self.log = LogViews(self.store)
+        self.recipients = Recipients(self.policy.coalesce.window)
+        self.log.add(self.recipients.fold)
         initial = directory.from_policy(self.policy, self.builtins)
         self.directory: Aggregates[directory.Directory] = Aggregates(
             self.store, lambda: initial, directory.evolve, size=1
@@ -68,7 +71,8 @@ class CommsHandlers:
             return domain.Outcome()
         now = self.clock()
         if kind not in self.policy.coalesce.exempt:
-            await self.recipients.catch_up(now)  # what other instances planned since
+            await self.log.catch_up()  # what other instances planned since
+            self.recipients.forget_quiet(now)
         outcome = domain.notify(
             state,
             cause_event_id=cause_event_id,
@@ -206,7 +210,7 @@ class CommsHandlers:
 
     async def flush_digest(self, key: str) -> int:
         for _ in range(5):
-            await self.recipients.catch_up(self.clock())
+            await self.log.catch_up()
             rs = self.recipients.view().get(key, domain.RecipientState())
             outcome = domain.digest(rs, render=self.render, now=self.clock())
             if outcome is None:

@@ -10,23 +10,18 @@ the shared log when the next decision is made.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from services.comms import domain
-from shared.envelope import Checkpoint
+from shared.envelope import Envelope
 from shared.events import Event
-from shared.store import START, EventStore
 
 
 class Recipients:
-    def __init__(self, store: EventStore, window: timedelta) -> None:
-        self.store = store
+    def __init__(self, window: timedelta) -> None:
         self.window = window
         self.states: dict[str, domain.RecipientState] = {}
-        self.at: Checkpoint = START
-        self._lock = asyncio.Lock()
 
     def note(self, events: Iterable[Event]) -> None:
         """Fold events in (idempotent: reading the same notification back from the log is a no-op)."""
@@ -34,6 +29,9 @@ class Recipients:
             key = domain.recipient_of(e)
             if key is not None:
                 self.states[key] = domain.evolve_recipient(self.states.get(key, domain.RecipientState()), e)
+
+    def fold(self, env: Envelope) -> None:
+        self.note((env.event,))
 
     def view(self) -> Mapping[str, domain.RecipientState]:
         return self.states
@@ -46,16 +44,6 @@ class Recipients:
         ]
         for k in quiet:
             del self.states[k]
-
-    async def catch_up(self, now: datetime, page: int = 1000) -> None:
-        """Fold what the log holds beyond what was folded already."""
-        async with self._lock:
-            while batch := await self.store.read_all(after=self.at, limit=page):
-                self.note(env.event for env in batch)
-                self.at = batch[-1].checkpoint
-                if len(batch) < page:
-                    break
-            self.forget_quiet(now)
 
     def due(self, now: datetime) -> list[str]:
         """Recipients whose digest is due: something is held back and its window has ended."""

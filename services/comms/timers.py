@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.comms import cadence, domain
+from services.comms.follow import LogViews
 from services.comms.recipients import Recipients
 from shared.clock import Clock
-from shared.envelope import Checkpoint
+from shared.envelope import Envelope
 from shared.events import UpdateCadenceStarted
 from shared.policy.comms import CommsPolicy
-from shared.store import START, EventStore
+from shared.store import EventStore
 
 log = logging.getLogger("lynchpin.comms.timers")
 
@@ -33,36 +34,41 @@ class Timers:
     policy: CommsPolicy
     fire_overdue: Callable[[str], Awaitable[int]]
     flush_digest: Callable[[str], Awaitable[int]]
+    log: LogViews | None = None
+    """The process's reader of comms' log (shared with the handlers); a reader of its own if None."""
+    recipients: Recipients | None = None
     incidents: dict[str, domain.CommsIncident] = field(default_factory=dict)
-    recipients: Recipients = field(init=False)
-    at: Checkpoint = START
 
     def __post_init__(self) -> None:
-        self.recipients = Recipients(self.store, self.policy.coalesce.window)
+        if self.log is None:
+            self.log = LogViews(self.store)
+        if self.recipients is None:
+            self.recipients = Recipients(self.policy.coalesce.window)
+            self.log.add(self.recipients.fold)
+        self.log.add(self.fold)
+
+    def fold(self, env: Envelope) -> None:
+        """Keep only what a timer may need: incidents whose cadence runs (recipients fold apart)."""
+        e = env.event
+        if env.stream.startswith(RECIPIENT_PREFIX) or not env.stream.startswith(INCIDENT_PREFIX):
+            return
+        key = e.partition_key
+        if not key or (key not in self.incidents and not isinstance(e, UpdateCadenceStarted)):
+            return
+        state = domain.evolve(self.incidents.get(key, domain.CommsIncident(id=key)), e)
+        if state.cadence_every is None:
+            self.incidents.pop(key, None)
+        else:
+            self.incidents[key] = state
 
     async def catch_up(self) -> None:
-        while page := await self.store.read_all(after=self.at, limit=1000):
-            for env in page:
-                e = env.event
-                # only what a timer may need is kept: recipients with held notifications (and their
-                # count, to tell what is held), incidents whose cadence runs
-                self.recipients.note([e])
-                if env.stream.startswith(RECIPIENT_PREFIX):
-                    continue
-                if env.stream.startswith(INCIDENT_PREFIX) and e.partition_key:
-                    key = e.partition_key
-                    if key not in self.incidents and not isinstance(e, UpdateCadenceStarted):
-                        continue
-                    state = domain.evolve(self.incidents.get(key, domain.CommsIncident(id=key)), e)
-                    if state.cadence_every is None:
-                        self.incidents.pop(key, None)
-                    else:
-                        self.incidents[key] = state
-            self.at = page[-1].checkpoint
+        assert self.log is not None and self.recipients is not None
+        await self.log.catch_up()
         self.recipients.forget_quiet(self.clock())
 
     def due(self, now: datetime) -> tuple[list[str], list[str]]:
         incidents = [i for i, s in self.incidents.items() if cadence.overdue(s, self.policy.cadence, now=now)]
+        assert self.recipients is not None
         return incidents, self.recipients.due(now)
 
     async def tick(self) -> int:
