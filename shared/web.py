@@ -100,7 +100,8 @@ class BodyLimit:
         async def limited() -> Message:
             nonlocal seen
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):  # no task per chunk, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(
                     408, f"the request body did not arrive within {self.read_timeout:g}s"
@@ -134,6 +135,19 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count and time one request; a route's labelled children are looked up once, not per request."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = (
+                self.requests.labels(self.service, route, str(status)),
+                self.latency.labels(self.service, route),
+            )
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def middleware(self, app: FastAPI) -> None:
         app.add_middleware(MeasureRequests, metrics=self)
@@ -163,9 +177,7 @@ class MeasureRequests:
             await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            m = self.metrics
-            m.requests.labels(m.service, route, str(status)).inc()
-            m.latency.labels(m.service, route).observe(time.perf_counter() - start)
+            self.metrics.observe(route, status, time.perf_counter() - start)
 
 
 def install_health(app: FastAPI, metrics: Metrics, ready: Callable[[], Awaitable[None]]) -> None:
