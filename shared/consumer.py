@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.bus.base import Handler, Sink
 from shared.envelope import Checkpoint, Envelope
@@ -136,16 +137,19 @@ async def deliver_page(
     set_aside: Callable[[Envelope], SetAside | None] | None = None,
     checkpoint: bool = True,
     handled: Callable[[Envelope], None] | None = None,
+    parallel: int = 32,
 ) -> None:
     """Deliver a page of events, with their commits in flight together.
 
-    Each event's effects commit with its own tracking record, as in `deliver`, but without waiting
-    for the previous commit: the store's group commit writes them in one transaction. An event of
-    an incident whose commit is still in flight waits for it first, so its handler sees it; so does
-    an event whose writes go to a stream another commit of the page is still writing (a service-wide
-    stream, say): it is handled again once that commit is done, instead of conflicting with it. A
-    handler failure, or a commit that conflicted or failed, falls back to `deliver` for that event
-    (retries, then a dead letter), before the incident's next event is handled.
+    The page is split by partition key (the incident): each incident's events are handled in page
+    order, each waiting for the commit of the one before it, so that its handler sees it; different
+    incidents are handled side by side (up to `parallel` handlers at once), as Kafka's partitions
+    would be. Each event's effects commit with its own tracking record, as in `deliver`, but without
+    waiting for the other incidents' commits: the store's group commit writes them in one
+    transaction. An event whose writes go to a stream another commit of the page is still writing
+    (a service-wide stream, say) waits for that commit and is handled again, instead of conflicting
+    with it. A handler failure, or a commit that conflicted or failed, falls back to `deliver` for
+    that event (retries, then a dead letter), before the incident's next event is handled.
 
     `consumer` is the tracking name, or a function giving each event's (a Kafka fetch mixes the
     logs of several sources). `set_aside` gives, per event, where `deliver` keeps its dead letter
@@ -154,18 +158,22 @@ async def deliver_page(
     log); Kafka commits offsets instead, and learns through `handled` which events are done: it is
     called with each event once its effects (or its dead letter) are in the store, or were before.
 
-    StoreUnavailable (and a conflict that outlasts `retry.conflict_retries`) ends the page: no event
-    of that incident is handled after it, the commits already in flight are waited for (so `handled`
-    tells what committed), and the error is raised. Delivering the page again changes nothing for
-    what did commit.
+    StoreUnavailable (and a conflict that outlasts `retry.conflict_retries`) stops that incident's
+    events there; the other incidents go on as far as they can, every commit sent is waited for (so
+    `handled` tells what committed), then the error is raised. Delivering the page again changes
+    nothing for what did commit.
     """
     if not page:
         return
     name = consumer if callable(consumer) else _named(consumer)
-    in_flight: dict[str | None, tuple[Envelope, asyncio.Task[Committed]]] = {}
-    writing: dict[str, tuple[Envelope, asyncio.Task[Committed]]] = {}
+    incidents: dict[str | None, list[Envelope]] = {}
+    for env in page:
+        incidents.setdefault(env.partition_key, []).append(env)
+    handlers = asyncio.Semaphore(parallel)
+    writing: dict[str, list[tuple[Envelope, asyncio.Task[Committed]]]] = {}
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
-    settled: set[asyncio.Task[Committed]] = set()
+    settling: dict[asyncio.Task[Committed], asyncio.Lock] = {}
+    settled: dict[asyncio.Task[Committed], BaseException | None] = {}
 
     def done(env: Envelope) -> None:
         if handled is not None:
@@ -188,67 +196,85 @@ async def deliver_page(
 
     async def settle(env: Envelope, task: asyncio.Task[Committed]) -> None:
         """Wait for `env`'s commit; if it conflicted or failed, deliver `env` again one by one now,
-        before anything that waited for it: one incident's events keep their order."""
-        if task in settled:
-            return
-        await asyncio.wait([task])
-        settled.add(task)
-        error = task.exception()
-        if error is None:
-            done(env)
-        elif isinstance(error, StoreUnavailable):
-            raise error
-        else:
-            await fallback(env, failed=0 if isinstance(error, ConcurrencyError) else 1)
+        before anything that waited for it. Once per commit, however many wait for it."""
+        async with settling.setdefault(task, asyncio.Lock()):
+            if task not in settled:
+                await asyncio.wait([task])
+                error = task.exception()
+                try:
+                    if error is None:
+                        done(env)
+                    elif isinstance(error, StoreUnavailable):
+                        raise error
+                    else:
+                        await fallback(env, failed=0 if isinstance(error, ConcurrencyError) else 1)
+                except Exception as failure:
+                    settled[task] = failure
+                    raise
+                settled[task] = None
+                return
+        if (outcome := settled[task]) is not None:
+            raise outcome
 
-    async def run() -> None:
-        for env in page:
-            earlier = in_flight.get(env.partition_key)
+    async def handle(env: Envelope) -> list[Any] | None:
+        """The event's writes, once no other commit of the page still writes their streams; None
+        when the event was delivered one by one instead."""
+        try:
+            async with handlers:
+                items = list(await handler(env))
+            for _ in range(retry.conflict_retries):
+                streams = {item.stream for item in items if isinstance(item, Write)}
+                busy = [w for s in streams for w in writing.get(s, ()) if w[1] not in settled]
+                if not busy:
+                    break
+                for earlier_env, earlier_task in busy:
+                    await settle(earlier_env, earlier_task)
+                async with handlers:
+                    items = list(await handler(env))  # again, now that the stream moved on
+        except StoreUnavailable:
+            raise
+        except ConcurrencyError:  # the handler's own read met a moving stream: not a failure
+            await fallback(env, failed=0)
+            return None
+        except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
+            await fallback(env, failed=1)
+            return None
+        return items
+
+    async def incident(events: list[Envelope]) -> None:
+        earlier: tuple[Envelope, asyncio.Task[Committed]] | None = None
+        for env in events:
             if earlier is not None:
                 await settle(*earlier)
-            try:
-                items = list(await handler(env))
-                for _ in range(retry.conflict_retries):
-                    streams = {item.stream for item in items if isinstance(item, Write)}
-                    busy = [writing[s] for s in streams if s in writing and writing[s][1] not in settled]
-                    if not busy:
-                        break
-                    for earlier_env, earlier_task in busy:
-                        await settle(earlier_env, earlier_task)
-                    items = list(await handler(env))  # again, now that the stream moved on
-            except StoreUnavailable:
-                raise
-            except ConcurrencyError:  # the handler's own read met a moving stream: not a failure
-                await fallback(env, failed=0)
+                earlier = None
+            items = await handle(env)
+            if items is None:
                 continue
-            except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
-                await fallback(env, failed=1)
-                continue
-            tracking = Tracking(name(env), env.id)
-            task = asyncio.create_task(store.commit(items, tracking=tracking))
-            in_flight[env.partition_key] = (env, task)
+            task = asyncio.create_task(store.commit(items, tracking=Tracking(name(env), env.id)))
+            earlier = (env, task)
+            submitted.append(earlier)
             for item in items:
                 if isinstance(item, Write):
-                    writing[item.stream] = (env, task)
-            submitted.append((env, task))
-        for env, task in submitted:
-            await settle(env, task)
+                    writing.setdefault(item.stream, []).append(earlier)
+        if earlier is not None:
+            await settle(*earlier)
 
+    chains = [asyncio.create_task(incident(events)) for events in incidents.values()]
     try:
-        await run()
-    except Exception:
+        outcomes = await asyncio.gather(*chains, return_exceptions=True)
+    except BaseException:  # cancelled: a commit cut short may or may not land; redelivery dedups it
+        for task in (*chains, *(task for _, task in submitted)):
+            task.cancel()
+        await asyncio.gather(*chains, *(task for _, task in submitted), return_exceptions=True)
+        raise
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failures:
         # What was sent to the store is waited for, not abandoned: whatever commits is reported.
         await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
         for env, task in submitted:
-            if task not in settled and not task.cancelled() and task.exception() is None:
-                settled.add(task)
+            if task not in settled and task.exception() is None:
                 done(env)
-        raise
-    except BaseException:  # cancelled: a commit cut short may or may not land; redelivery dedups it
-        for _, task in submitted:
-            task.cancel()
-        await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
-        raise
+        raise failures[0]
     if checkpoint:
         last = page[-1]
         await store.commit([], tracking=Tracking(name(last), None, last.checkpoint))

@@ -12,6 +12,7 @@ copied to `lynchpin.<source>.dlq` with the reason in its headers, before the con
 as handled (a crash in between copies it twice, never zero times) and before its offset is committed:
 nothing is dropped silently.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import zip_longest
 from types import TracebackType
 from typing import Any, Self
 
@@ -234,9 +234,7 @@ class KafkaBus:
                         continue
                     origin[id(env)] = (tp, record, name)
                     decoded[-1].append(env)
-            # Partitions take turns, so that an incident waiting for its previous commit has the other
-            # partitions' events in flight meanwhile; each partition's records keep their order.
-            page = [env for turn in zip_longest(*decoded) for env in turn if env is not None]
+            page = [env for envs in decoded for env in envs]  # each partition's records in order
 
             def set_aside(env: Envelope) -> SetAside:
                 tp, record, name = origin[id(env)]
