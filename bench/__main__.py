@@ -110,6 +110,14 @@ class Load:
     p50_ms: float
     p99_ms: float
     requests: int
+    cpu_ms: float | None = None
+    """CPU time (user + system) of the serving process per request, while the load ran: unlike a
+    rate, little disturbed by what else runs on the machine."""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_load(base: str, seconds: float, concurrency: int, *, duplicate: bool, tag: str) -> Load:
@@ -159,10 +167,17 @@ async def httpx_load(base: str, n: int, concurrency: int, *, duplicate: bool, ta
     return Load(n / elapsed, pct(latencies, 0.5) * 1000, pct(latencies, 0.99) * 1000, n)
 
 
-def load(base: str, args: argparse.Namespace, *, duplicate: bool, tag: str) -> Load:
+def load(base: str, args: argparse.Namespace, *, duplicate: bool, tag: str, pid: int | None = None) -> Load:
+    """Offer the load; with the serving process's `pid`, also its CPU time per request."""
+    before = cpu_seconds(pid) if pid is not None else 0.0
     if shutil.which("wrk"):
-        return wrk_load(base, args.seconds, args.concurrency, duplicate=duplicate, tag=tag)
-    return asyncio.run(httpx_load(base, args.requests, args.concurrency, duplicate=duplicate, tag=tag))
+        result = wrk_load(base, args.seconds, args.concurrency, duplicate=duplicate, tag=tag)
+    else:
+        result = asyncio.run(httpx_load(base, args.requests, args.concurrency, duplicate=duplicate, tag=tag))
+    if pid is None:
+        return result
+    cpu_ms = (cpu_seconds(pid) - before) * 1000 / result.requests
+    return Load(result.rate, result.p50_ms, result.p99_ms, result.requests, cpu_ms)
 
 
 async def visible_latency(intake: str, analytics: str, samples: int) -> list[float]:
@@ -257,11 +272,11 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
     peak = 0.0
     incidents_after_storm: list[int] = []
     for run in range(args.runs):
-        with noop() as (url, _):
-            results["noop"].append(load(url, args, duplicate=False, tag=f"n{run}"))
+        with noop() as (url, baseline):
+            results["noop"].append(load(url, args, duplicate=False, tag=f"n{run}", pid=baseline.pid))
         with tempfile.TemporaryDirectory() as tmp, lynchpin(Path(tmp)) as (intake, analytics, proc):
-            results["distinct"].append(load(intake, args, duplicate=False, tag=f"d{run}"))
-            results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}"))
+            results["distinct"].append(load(intake, args, duplicate=False, tag=f"d{run}", pid=proc.pid))
+            results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}", pid=proc.pid))
             incidents_after_storm.append(storm_incidents(analytics, f"s{run}-storm"))
             latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
@@ -293,6 +308,7 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
                 "p50_ms": statistics.median(r.p50_ms for r in rs),
                 "p99_ms": statistics.median(r.p99_ms for r in rs),
                 "requests": sum(r.requests for r in rs),
+                "cpu_ms": statistics.median(r.cpu_ms for r in rs if r.cpu_ms is not None),
             }
             for key, rs in results.items()
         },
@@ -315,13 +331,15 @@ def ingest_table(title: str, r: dict[str, Any]) -> list[str]:
     """The ingest rows of a run's figures (embedded or distributed), against the same run's no-op."""
     lines = [
         f"\n{title} ({r['tool']}, {r['concurrency']} connections, median of {r['runs']} runs)",
-        f"{'workload':<40} {'alerts/s':>9} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}",
+        f"{'workload':<40} {'alerts/s':>9} {'vs no-op':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}"
+        f" {'CPU ms/req':>11}",
     ]
     for key, name in WORKLOADS.items():
         if (i := r["ingest"].get(key)) is not None:
+            cpu = f"{i['cpu_ms']:>11.3f}" if i.get("cpu_ms") is not None else f"{'':>11}"
             lines.append(
                 f"{name:<40} {i['rate']:>9,.0f} {i['vs_noop']:>9.2f} {i['p50_ms']:>8.1f} "
-                f"{i['p99_ms']:>8.1f} {i['requests']:>9}"
+                f"{i['p99_ms']:>8.1f} {i['requests']:>9} {cpu}"
             )
     return lines
 

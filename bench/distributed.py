@@ -595,16 +595,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warnings += c.warnings()
 
         for n in range(args.runs):
-            with phase(f"run {n + 1}/{args.runs}: no-op baseline"), noop() as (url, _):
-                results["noop"].append(load(url, args, duplicate=False, tag=f"n{n}"))
+            with phase(f"run {n + 1}/{args.runs}: no-op baseline"), noop() as (url, baseline):
+                results["noop"].append(load(url, args, duplicate=False, tag=f"n{n}", pid=baseline.pid))
             with phase(f"run {n + 1}/{args.runs}: start and warm up"):
                 c = stack.enter_context(cluster(servers, Path(tmp) / f"ingest{n}"))
                 warm_up(c)
             began = time.monotonic()
             with phase(f"run {n + 1}/{args.runs}: ingest"):
-                results["distinct"].append(load(c.urls["intake"], args, duplicate=False, tag=f"d{n}"))
+                intake = c.procs["intake"].pid
+                results["distinct"].append(
+                    load(c.urls["intake"], args, duplicate=False, tag=f"d{n}", pid=intake)
+                )
                 c.sample_rss()
-                results["storm"].append(load(c.urls["intake"], args, duplicate=True, tag=f"s{n}"))
+                results["storm"].append(load(c.urls["intake"], args, duplicate=True, tag=f"s{n}", pid=intake))
                 c.sample_rss()
             with phase(f"run {n + 1}/{args.runs}: catch up"):
                 catchups.append(caught := catch_up(c, f"s{n}-storm", timeout=300))
@@ -619,7 +622,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with phase(f"run {n + 1}/{args.runs}: ingest, consumers paused"):
                 c.signal(CONSUMERS, signal.SIGSTOP)  # last: they rejoin their groups after this
                 try:
-                    results["alone"].append(load(c.urls["intake"], args, duplicate=False, tag=f"a{n}"))
+                    results["alone"].append(
+                        load(c.urls["intake"], args, duplicate=False, tag=f"a{n}", pid=c.procs["intake"].pid)
+                    )
                 finally:
                     c.signal(CONSUMERS, signal.SIGCONT)
             stack.close()
@@ -640,6 +645,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": round(statistics.median(r.p50_ms for r in rs), 1),
             "p99_ms": round(statistics.median(r.p99_ms for r in rs), 1),
             "requests": sum(r.requests for r in rs),
+            "cpu_ms": round(statistics.median(r.cpu_ms for r in rs if r.cpu_ms is not None), 3),
         }
         for key, rs in results.items()
     }
