@@ -22,11 +22,11 @@ divided by 10^6); means are exact sums divided (`compute` adds floats: within th
 from __future__ import annotations
 
 import sqlite3
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import chain, pairwise
+from itertools import chain, pairwise, repeat
 from typing import Any
 
 import orjson
@@ -38,6 +38,7 @@ from shared.policy.analytics import AnalyticsPolicy
 
 US = 1_000_000
 DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
 COLUMNS = (
     "id, service, priority, status, major, opened_us, resolved_us, resolved_day, opened_day, "
     "tta_us, ttr_us, ttd_us, csat, response_sla, response_due, resolution_sla, resolution_due, latencies"
@@ -45,6 +46,9 @@ COLUMNS = (
 SOURCE = "incidents INDEXED BY incidents_figures"
 """A covering index of every figure, in the order of opening."""
 CLOCKS = ("response", "resolution")
+MERGE_BELOW = 64
+"""Fewer values than this per run are merged (sorting sorted runs is quick); more are selected
+from (a halving of the range of values costs a binary search per run)."""
 
 
 def selection(
@@ -185,6 +189,46 @@ def part_of(rows: list[tuple[Any, ...]]) -> Part:
     return p
 
 
+def combined(parts: list[Part]) -> Part:
+    """One part of several (of consecutive spans of time, in order): the sums added, the sorted
+    runs merged into one, each service's outages merged again (merging is associative)."""
+    out = Part()
+    out.incidents = sum(p.incidents for p in parts)
+    out.open = sum(p.open for p in parts)
+    out.majors = sum(p.majors for p in parts)
+    for name in out.durations:
+        out.durations[name] = sorted(chain.from_iterable(p.durations[name] for p in parts))
+        out.sums[name] = sum(p.sums[name] for p in parts)
+    for clock in CLOCKS:
+        out.due[clock] = sorted(chain.from_iterable(p.due[clock] for p in parts))
+    for p in parts:
+        for clock in CLOCKS:
+            out.decided[clock].update(p.decided[clock])
+        out.never.update(p.never)
+        out.live += p.live
+        out.scores.update(p.scores)
+        out.latencies += p.latencies
+        out.by_service.update(p.by_service)
+        out.by_priority.update(p.by_priority)
+        out.by_day.update(p.by_day)
+        for day, values in p.resolved.items():
+            out.resolved.setdefault(day, []).extend(values)
+        for service, o in p.outages.items():
+            mine = out.outages.get(service)
+            if mine is None:
+                mine = out.outages[service] = Outages()
+            mine.failures += o.failures
+            mine.merged += o.merged
+            mine.open_from += o.open_from
+            mine.spans += o.spans
+            mine.skewed |= o.skewed
+    for values in out.resolved.values():
+        values.sort()
+    for o in out.outages.values():
+        o.merged = merge(sorted(o.merged))
+    return out
+
+
 def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted spans merged where they overlap or touch, as `metrics.mtbf` merges them."""
     merged: list[tuple[int, int]] = []
@@ -196,25 +240,49 @@ def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+def select(runs: list[list[int]], k: int) -> int:
+    """The k-th smallest (from 0) of the values of sorted runs, without merging them: the least
+    value with more than k values at or below it, found by halving the range of values."""
+    lo, hi = min(r[0] for r in runs), max(r[-1] for r in runs)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(map(bisect_right, runs, repeat(mid))) > k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def ranked(runs: list[list[int]], n: int, q: float) -> float:
+    """`metrics.percentile` of the n values of sorted runs (microseconds), in seconds: the values
+    at the two ranks it interpolates between, picked exactly."""
+    rank = (n - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, n - 1)
+    if len(runs) == 1 or n <= MERGE_BELOW * len(runs):
+        ordered = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))
+        a, b = ordered[low], ordered[high]
+    else:
+        a = select(runs, low)
+        if high == low or sum(map(bisect_right, runs, repeat(a))) > high:
+            b = a
+        else:  # the next value up: the least of each run's first above `a`
+            b = min(r[i] for r in runs if (i := bisect_right(r, a)) < len(r))
+    lo, hi = a / US, b / US
+    return lo + (hi - lo) * (rank - low)
+
+
 def _summary(parts: list[Part], name: str) -> dict[str, float | int | None]:
     """count, mean, median and p90 of a duration over the parts, as `metrics.summary`."""
     runs = [p.durations[name] for p in parts if p.durations[name]]
     n = sum(map(len, runs))
     if n == 0:
         return {"count": 0, "mean": None, "median": None, "p90": None}
-    ordered = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))  # runs: merged fast
-    picks = {}
-    for q in (50, 90):
-        rank = (n - 1) * q / 100
-        low = int(rank)
-        high = min(low + 1, n - 1)
-        lo, hi = ordered[low] / US, ordered[high] / US
-        picks[q] = lo + (hi - lo) * (rank - low)
     return {
         "count": n,
         "mean": sum(p.sums[name] for p in parts) / US / n,
-        "median": picks[50],
-        "p90": picks[90],
+        "median": ranked(runs, n, 50),
+        "p90": ranked(runs, n, 90),
     }
 
 
@@ -286,12 +354,8 @@ def answer(
     trend = []
     for day in sorted(resolved):
         runs = resolved[day]
-        values = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))
-        n = len(values)
-        rank = (n - 1) * 50 / 100
-        low = int(rank)
-        lo, hi = values[low] / US, values[min(low + 1, n - 1)] / US
-        trend.append({"day": day, "median_seconds": lo + (hi - lo) * (rank - low), "resolved": n})
+        n = sum(map(len, runs))
+        trend.append({"day": day, "median_seconds": ranked(runs, n, 50), "resolved": n})
     return {
         "window": {
             "from": start.isoformat() if start else None,
@@ -333,6 +397,7 @@ class Metrics:
         self.reads = reads
         self.policy = policy
         self._days: dict[str, tuple[int, int, Part]] = {}
+        self._weeks: dict[date, tuple[tuple[int, ...], Part]] = {}
 
     def _rows(
         self,
@@ -357,6 +422,17 @@ class Metrics:
         self._days[key] = (*version, part)
         return part
 
+    def _week(self, conn: sqlite3.Connection, monday: date) -> Part:
+        """The seven days from `monday` combined, kept while none of them changes."""
+        days = [monday + timedelta(days=i) for i in range(7)]
+        version = (self.reads.epoch, *(self.reads.day_versions.get(d.isoformat(), 0) for d in days))
+        kept = self._weeks.get(monday)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        part = combined([self._day(conn, d) for d in days])
+        self._weeks[monday] = (version, part)
+        return part
+
     def _parts(
         self,
         conn: sqlite3.Connection,
@@ -367,7 +443,9 @@ class Metrics:
     ) -> list[Part]:
         if service is not None or priority is not None:
             return [part_of(self._rows(conn, start, end, service, priority))]
-        first, last = conn.execute(f"SELECT min(opened_at), max(opened_at) FROM {SOURCE}").fetchone()
+        first, last = conn.execute(  # each an end of the index (not one scan for both)
+            f"SELECT (SELECT min(opened_at) FROM {SOURCE}), (SELECT max(opened_at) FROM {SOURCE})"
+        ).fetchone()
         if first is None:
             return []
         data_from = datetime.fromisoformat(first).astimezone(UTC).date()
@@ -385,8 +463,12 @@ class Metrics:
             parts.append(part_of(self._rows(conn, start, _midnight(whole_from))))
         day = whole_from
         while day < whole_to:
-            parts.append(self._day(conn, day))
-            day += DAY
+            if day.weekday() == 0 and day + WEEK <= whole_to:
+                parts.append(self._week(conn, day))
+                day += WEEK
+            else:
+                parts.append(self._day(conn, day))
+                day += DAY
         if end is not None and end > _midnight(whole_to):
             parts.append(part_of(self._rows(conn, _midnight(whole_to), end)))
         return parts
@@ -403,11 +485,14 @@ class Metrics:
     ) -> dict[str, Any]:
         """`metrics.compute` over the incidents of the read store on `conn` (the reader's)."""
         parts = self._parts(conn, start, end, service, priority)
-        wanted = [(iid, which) for p in parts for iid, which in p.live]
+        wanted = dict(chain.from_iterable(p.live for p in parts))  # a few: clocks with time on hold
         live = []
-        for incident_id, which in wanted:  # a few at most: clocks with time on hold
-            (doc,) = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-            live.append((IncidentView.from_json(orjson.loads(doc)), which))
+        if wanted:
+            marks = ", ".join("?" * len(wanted))
+            for incident_id, doc in conn.execute(
+                f"SELECT id, doc FROM incidents WHERE id IN ({marks})", tuple(wanted)
+            ):
+                live.append((IncidentView.from_json(orjson.loads(doc)), wanted[incident_id]))
         return answer(parts, live, policy=self.policy, now=now, start=start, end=end)
 
     async def __call__(

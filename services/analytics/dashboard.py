@@ -30,6 +30,8 @@ from shared.web import KEY_COOKIE, Viewer
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+OPEN_SHOWN = 50
+"""Open incidents listed on the dashboard (the most urgent first); the tile counts them all."""
 
 
 def templates() -> Environment:
@@ -105,17 +107,13 @@ def routes(
             return moved
         now = clock()
 
-        async def make(at: datetime) -> tuple[dict[str, Any], list[IncidentView]]:
-            start = at - timedelta(days=window)
-            m = await figures(now=at, start=start)
-            open_ = sorted(
-                await reads.views(open_only=True),
-                key=lambda v: (v.priority or "P9", v.opened_at or at),
-            )
-            return m, open_
+        async def make(at: datetime) -> tuple[dict[str, Any], int, list[IncidentView], list[IncidentView]]:
+            m = await figures(now=at, start=at - timedelta(days=window))
+            return (m, *await reads.open_views(first=OPEN_SHOWN))
 
-        m, open_ = await results.get(("dashboard", window), generation=reads.generation, now=now, make=make)
-        majors = [v for v in open_ if v.major == "accepted"]
+        m, open_count, majors, open_ = await results.get(
+            ("dashboard", window), generation=reads.generation, now=now, make=make
+        )
         volume = {p: float(m["volume"]["by_priority"].get(p, 0)) for p in PRIORITIES}
         services = dict(sorted(m["volume"]["by_service"].items(), key=lambda kv: -kv[1])[:8])
         drawn = {
@@ -135,7 +133,7 @@ def routes(
             "services": charts.bar_chart("Incidents by service", {k: float(v) for k, v in services.items()}),
         }
         page = env.get_template("dashboard.html").render(
-            **common(now), m=m, open=open_, majors=majors, charts=drawn, days=window
+            **common(now), m=m, open=open_, open_count=open_count, majors=majors, charts=drawn, days=window
         )
         return HTMLResponse(page)
 

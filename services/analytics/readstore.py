@@ -520,6 +520,29 @@ class ReadStore:
         rows = await self._query(sql, tuple(args))
         return [IncidentView.from_json(orjson.loads(r[0])) for r in rows]
 
+    async def open_views(self, *, first: int) -> tuple[int, list[IncidentView], list[IncidentView]]:
+        """For the dashboard: how many incidents are open, the open major ones (accepted), and the
+        `first` open ones by priority (none last), then opening; only those documents are read."""
+        where = "opened_at IS NOT NULL AND status NOT IN ('resolved', 'closed')"
+        order = "ORDER BY coalesce(nullif(priority, ''), 'P9'), opened_at, id"
+
+        def run(conn: sqlite3.Connection) -> tuple[int, list[bytes], list[bytes]]:
+            (count,) = conn.execute(f"SELECT count(*) FROM incidents WHERE {where}").fetchone()
+            majors = conn.execute(
+                f"SELECT doc FROM incidents WHERE {where} AND major = 'accepted' {order}"
+            ).fetchall()
+            top = conn.execute(
+                f"SELECT doc FROM incidents WHERE {where} {order} LIMIT ?", (first,)
+            ).fetchall()
+            return int(count), [r[0] for r in majors], [r[0] for r in top]
+
+        count, majors, top = await self.read(run)
+        return (
+            count,
+            [IncidentView.from_json(orjson.loads(d)) for d in majors],
+            [IncidentView.from_json(orjson.loads(d)) for d in top],
+        )
+
     async def incident(self, incident_id: str) -> dict[str, Any] | None:
         rows = await self._query("SELECT doc FROM incidents WHERE id = ?", (incident_id,))
         return orjson.loads(rows[0][0]) if rows else None
