@@ -46,7 +46,7 @@ COLUMNS = (
 SOURCE = "incidents INDEXED BY incidents_figures"
 """A covering index of every figure, in the order of opening."""
 CLOCKS = ("response", "resolution")
-MERGE_BELOW = 64
+MERGE_BELOW = 1024
 """Fewer values than this per run are merged (sorting sorted runs is quick); more are selected
 from (a halving of the range of values costs a binary search per run)."""
 

@@ -62,6 +62,9 @@ CREATE INDEX IF NOT EXISTS incidents_list ON incidents (opened_at DESC, id DESC,
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_service ON incidents (service, opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_team ON incidents (team, opened_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (
+    coalesce(nullif(priority, ''), 'P9'), opened_at, id, major
+) WHERE status NOT IN ('resolved', 'closed');
 CREATE INDEX IF NOT EXISTS incidents_figures ON incidents (
     opened_at, service, priority, category, status, major, opened_us, resolved_us, opened_day,
     resolved_day, tta_us, ttr_us, ttd_us, csat, response_sla, response_due, resolution_sla,
@@ -90,6 +93,7 @@ SECONDARY_INDEXES = (
     "incidents_status",
     "incidents_service",
     "incidents_team",
+    "incidents_open",
     "incidents_figures",
     "timeline_incident",
 )
@@ -527,7 +531,9 @@ class ReadStore:
         order = "ORDER BY coalesce(nullif(priority, ''), 'P9'), opened_at, id"
 
         def run(conn: sqlite3.Connection) -> tuple[int, list[bytes], list[bytes]]:
-            (count,) = conn.execute(f"SELECT count(*) FROM incidents WHERE {where}").fetchone()
+            (count,) = conn.execute(
+                f"SELECT count(*) FROM incidents INDEXED BY incidents_open WHERE {where}"
+            ).fetchone()
             majors = conn.execute(
                 f"SELECT doc FROM incidents WHERE {where} AND major = 'accepted' {order}"
             ).fetchall()
