@@ -74,7 +74,7 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
                 del self.done[tp]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.busy:  # let the record in hand finish, then hand its offset over
+        async with self.busy:  # let the fetch in hand finish, then hand its offsets over
             self.generation += 1
             await self.commit()
             self.done.clear()
