@@ -12,16 +12,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
+from types import NoneType
 from typing import Any
+
+from pydantic import BaseModel
 
 from shared.envelope import Envelope
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fact:
-    """One event as analytics reads it."""
+    """One event as analytics reads it. Treated as a value (not `frozen`: a frozen dataclass is
+    built through `object.__setattr__`, and a rebuild makes one per event)."""
 
     id: str
     type: str
@@ -33,13 +37,13 @@ class Fact:
 
     @classmethod
     def of(cls, env: Envelope) -> Fact:
-        data = env.event.model_dump(mode="python", exclude={"type", "occurred_at"})
+        data = _fields(env.event)
         incident_id = data.get("incident_id")
         return cls(
             id=env.id,
             type=env.type,
             incident_id=incident_id if isinstance(incident_id, str) and incident_id else None,
-            at=env.occurred_at,
+            at=_utc(env.occurred_at),
             data=data,
             source=env.source,
             position=env.position,
@@ -70,6 +74,40 @@ class Fact:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
         return None
+
+
+_NOT_DATA = frozenset({"type", "occurred_at"})
+_ZERO = timedelta(0)
+
+
+def _utc(at: datetime) -> datetime:
+    """The same instant, and the same text, with the standard library's UTC where its offset is
+    zero: parsed events carry pydantic's own time zone object, through which every comparison,
+    subtraction and `isoformat` of the fold calls back into Python (several times slower)."""
+    if at.tzinfo is not None and at.tzinfo is not UTC and at.utcoffset() == _ZERO:
+        return at.replace(tzinfo=UTC)
+    return at
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as `model_dump(mode="python")` gives it: nested models as dicts."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, list | tuple) and any(isinstance(v, BaseModel) for v in value):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _fields(event: BaseModel) -> dict[str, Any]:
+    """The event's fields but `type` and `occurred_at`, as `model_dump(mode="python")` gives them
+    (events are frozen: their values are shared, not copied), at a fifth of its cost."""
+    return {
+        k: v if isinstance(v, str | int | float | datetime | NoneType) else _plain(v)
+        for k, v in event.__dict__.items()
+        if k not in _NOT_DATA
+    }
 
 
 @dataclass(slots=True)
@@ -228,8 +266,10 @@ def replace(view: IncidentView, /, **changes: Any) -> IncidentView:
     return copy
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimelineEntry:
+    """One line of an incident's timeline. Treated as a value (not `frozen`, as `Fact`)."""
+
     incident_id: str
     event_id: str
     type: str
