@@ -161,16 +161,21 @@ def _apply(state: Triage, events: list[Event]) -> Triage:
 def open_incident(state: Triage, opened: IncidentOpened, policy: TriagePolicy) -> list[Event]:
     """Everything triage decides when an incident opens: priority, team, SLA clocks, and a
     major-incident proposal when the policy says so."""
+    return opening(state, opened, policy)[0]
+
+
+def opening(state: Triage, opened: IncidentOpened, policy: TriagePolicy) -> tuple[list[Event], Triage]:
+    """`open_incident`'s events with the state after them: the decision folds them anyway, and
+    the shell needs the result (paging, storm proposals) without folding them again."""
     events = on_opened(state, opened, policy)
     if not events:
-        return []
+        return [], state
     state = _apply(state, events)
     labels = dict(opened.labels)
-    events += _routed(state, labels, opened.occurred_at, policy)
-    events += _targets(state, opened.occurred_at, policy)
-    state = _apply(state, events[1:])
-    events += major.auto_propose(state, opened.occurred_at, policy)
-    return events
+    more = _routed(state, labels, opened.occurred_at, policy) + _targets(state, opened.occurred_at, policy)
+    state = _apply(state, more)
+    proposal = major.auto_propose(state, opened.occurred_at, policy)
+    return [*events, *more, *proposal], _apply(state, proposal)
 
 
 def on_labels(state: Triage, labels: Mapping[str, str], now: datetime, policy: TriagePolicy) -> list[Event]:

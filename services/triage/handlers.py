@@ -7,9 +7,10 @@ are recorded on the activity stream of their service.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from services.triage import domain, major, problems
 from services.triage.activity import ServiceActivity, evolve_activity
@@ -34,6 +35,8 @@ from shared.events import (
 from shared.policy.triage import TriagePolicy
 from shared.store import ConcurrencyError, EventStore, Write
 
+S = TypeVar("S")
+
 
 def triage_stream(incident_id: str) -> str:
     return f"triage-{incident_id}"
@@ -47,6 +50,24 @@ def problem_stream(problem_id: str) -> str:
     return f"problem-{problem_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What triage decided for one input event: its writes, and the incident's triage state after
+    them (None when the event is not about an incident triage knows), for paging to go on from."""
+
+    writes: list[Write]
+    triage: Triage | None = None
+
+
+def constant(value: S) -> Callable[[], S]:
+    """The initial state of a new stream: one immutable value serves them all (it is asked for on
+    every load)."""
+    return lambda: value
+
+
+MEMO = 1024  # decisions remembered for a handler run again (the consumer re-runs one whose streams moved)
+
+
 @dataclass
 class TriageHandlers:
     store: EventStore
@@ -54,15 +75,19 @@ class TriageHandlers:
     clock: Clock = system_clock
 
     def __post_init__(self) -> None:
-        self.triages: Aggregates[Triage] = Aggregates(self.store, Triage, evolve)
+        self.triages: Aggregates[Triage] = Aggregates(self.store, constant(Triage()), evolve)
         self.activities: Aggregates[ServiceActivity] = Aggregates(
-            self.store, ServiceActivity, evolve_activity
+            self.store, constant(ServiceActivity()), evolve_activity
         )
-        self.problems: Aggregates[Problem] = Aggregates(self.store, Problem, evolve_problem)
+        self.problems: Aggregates[Problem] = Aggregates(self.store, constant(Problem()), evolve_problem)
+        self._memo: OrderedDict[str, tuple[int, tuple[Event, ...], Triage]] = OrderedDict()
 
     # --- reactions to intake's events ----------------------------------------------------------
 
     async def on_event(self, env: Envelope) -> Sequence[Write]:
+        return (await self.decide(env)).writes
+
+    async def decide(self, env: Envelope) -> Decided:
         event = env.event
         match event:
             case IncidentOpened():
@@ -107,35 +132,51 @@ class TriageHandlers:
                     ),
                 )
             case _:
-                return []
+                return Decided([])
 
     def _write(self, env: Envelope, stream: str, events: list[Event], version: int | None) -> Write:
         return Write(stream, events, version, correlation_id=env.correlation_id, causation_id=env.id)
 
-    async def _clocks(self, env: Envelope, decide: Callable[[Triage], list[Event]]) -> list[Write]:
+    async def _clocks(self, env: Envelope, decide: Callable[[Triage], list[Event]]) -> Decided:
         incident_id = env.event.partition_key
         assert incident_id is not None
         state, version = await self.triages.load(triage_stream(incident_id))
         if not state.exists:
-            return []
+            return Decided([])
         events = decide(state)
-        return [self._write(env, triage_stream(incident_id), events, version)] if events else []
-
-    async def _opened(self, env: Envelope, opened: IncidentOpened) -> list[Write]:
-        stream = triage_stream(opened.incident_id)
-        state, version = await self.triages.load(stream)
-        events = domain.open_incident(state, opened, self.policy)
         if not events:
-            return []
+            return Decided([], state)
         for event in events:
             state = evolve(state, event)
+        return Decided([self._write(env, triage_stream(incident_id), events, version)], state)
+
+    async def _opened(self, env: Envelope, opened: IncidentOpened) -> Decided:
+        stream = triage_stream(opened.incident_id)
+        state, version = await self.triages.load(stream)
+        # Every alert of a service writes that service's activity stream, so the consumer runs this
+        # again whenever another incident's commit moved it on: the incident's own decision, a
+        # pure function of its stream at this version, is remembered rather than made again.
+        remembered = self._memo.get(env.id)
+        if remembered is not None and remembered[0] == version:
+            _, made, state = remembered
+            events = list(made)
+        else:
+            events, state = domain.opening(state, opened, self.policy)
+            self._remember(env.id, (version, tuple(events), state))
+        if not events:
+            return Decided([])
         return await self._activity(env, state, "incident", "", stream, version, events)
 
-    async def _alert(self, env: Envelope, alert: AlertAttached | AlertRepeated) -> list[Write]:
+    def _remember(self, key: str, decision: tuple[int, tuple[Event, ...], Triage]) -> None:
+        self._memo[key] = decision
+        if len(self._memo) > MEMO:
+            self._memo.popitem(last=False)
+
+    async def _alert(self, env: Envelope, alert: AlertAttached | AlertRepeated) -> Decided:
         stream = triage_stream(alert.incident_id)
         state, version = await self.triages.load(stream)
         if not state.exists:
-            return []
+            return Decided([])
         events: list[Event] = []
         if isinstance(alert, AlertAttached):
             events += domain.on_labels(state, alert.labels, alert.occurred_at, self.policy)
@@ -152,7 +193,7 @@ class TriageHandlers:
         stream: str,
         version: int,
         events: list[Event],
-    ) -> list[Write]:
+    ) -> Decided:
         """Count the incident or alert on its service; a storm may propose the incident as major,
         and a recurrence may suggest a problem."""
         activity, activity_version = await self.activities.load(activity_stream(state.service))
@@ -170,6 +211,8 @@ class TriageHandlers:
         if found is not None:
             proposal = major.storm_proposal(state, found, now, self.policy)
             events += proposal
+            for event in proposal:
+                state = evolve(state, event)
             service_events.append(
                 StormDetected(
                     incident_id=state.incident_id,
@@ -188,7 +231,7 @@ class TriageHandlers:
         writes = [self._write(env, activity_stream(state.service), service_events, activity_version)]
         if events:
             writes.append(self._write(env, stream, events, version))
-        return writes
+        return Decided(writes, state)
 
     # --- commands --------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from services.triage import escalation
 from services.triage.escalation import Escalation
-from services.triage.handlers import TriageHandlers, triage_stream
+from services.triage.handlers import TriageHandlers, constant, triage_stream
+from services.triage.schedule import DueTimes
 from services.triage.state import Triage, evolve
 from shared.acklinks import AckClaim, sign_ack
 from shared.aggregates import Aggregates
@@ -70,14 +71,14 @@ class Paging:
     poll: float = 0.25
     at: Checkpoint = START
     escalations: dict[str, Escalation] = field(default_factory=dict)
-    due: dict[str, datetime] = field(default_factory=dict)
+    due: DueTimes = field(default_factory=DueTimes)
     history: list[Event] = field(default_factory=list)
     overrides: dict[str, dict[str, OnCallOverrideAdded]] = field(default_factory=dict)
     _effective: OnCallPolicy | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.loads: Aggregates[Escalation] = Aggregates(self.store, Escalation, escalation.evolve)
+        self.loads: Aggregates[Escalation] = Aggregates(self.store, constant(Escalation()), escalation.evolve)
 
     @property
     def store(self) -> EventStore:
@@ -97,10 +98,14 @@ class Paging:
 
     async def on_event(self, env: Envelope) -> Sequence[Write]:
         """Triage's handler, then what its writes and the input event mean for escalations."""
-        writes = list(await self.handlers.on_event(env))
-        return [*writes, *await self.react(env, writes)]
+        decided = await self.handlers.decide(env)
+        return [*decided.writes, *await self.react(env, decided.writes, decided.triage)]
 
-    async def react(self, env: Envelope, writes: Sequence[Write]) -> list[Write]:
+    async def react(
+        self, env: Envelope, writes: Sequence[Write], triage: Triage | None = None
+    ) -> list[Write]:
+        """`triage`: the incident's triage state after `writes`, when the handler has it (else it
+        is loaded and the writes folded onto it)."""
         event = env.event
         incident_id = event.partition_key
         routed = [e for w in writes for e in w.events if isinstance(e, IncidentRouted)]
@@ -123,7 +128,7 @@ class Paging:
             events += escalation.stop(state, ending[0], by=ending[1], now=event.occurred_at)
         if reopened:
             events += escalation.on_reopened(state, self.policy, now=event.occurred_at)
-        if routed:
+        if routed and triage is None:
             triage, _ = await self.handlers.triages.load(triage_stream(incident_id))
             for w in writes:
                 if w.stream == triage_stream(incident_id):
@@ -132,6 +137,7 @@ class Paging:
         for e in events:
             state = escalation.evolve(state, e)
         for r in routed:
+            assert triage is not None
             started = escalation.on_routed(
                 state,
                 self.policy,
@@ -163,11 +169,7 @@ class Paging:
                         self.escalations[incident_id] = state
                         if isinstance(env.event, EscalationStarted | EscalationStopped | PageRequested):
                             self.history.append(env.event)  # what the on-call report counts
-                        when = escalation.due(state)
-                        if when is None:
-                            self.due.pop(incident_id, None)
-                        else:
-                            self.due[incident_id] = when
+                        self.due.set(incident_id, escalation.due(state))
                     elif env.stream.startswith(OVERRIDES):
                         self._override(env.event)
                     self.at = env.checkpoint
@@ -194,14 +196,14 @@ class Paging:
         return self._effective
 
     def next_due(self) -> datetime | None:
-        return min(self.due.values(), default=None)
+        return self.due.next()
 
     async def tick(self) -> int:
         """Reach every step due now; returns how many events were appended."""
         await self.catch_up()
         now = self.clock()
         written = 0
-        for incident_id in [i for i, when in self.due.items() if when <= now]:
+        for incident_id in self.due.due(now):
             stream = escalation_stream(incident_id)
             state, version = await self.loads.load(stream)
             events = escalation.reach_step(state, self.effective(), now=now, link=self.link(incident_id, now))

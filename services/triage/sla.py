@@ -9,9 +9,10 @@ aware datetimes in UTC, so DST changes are the zone's business.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
+from services.triage.frozen import copier
 from shared.policy.triage import BusinessHours
 
 MAX_DAYS = 3700  # ten years of calendar days: a target longer than that is a policy mistake
@@ -97,15 +98,18 @@ class SlaClock:
         if not self.running:
             return self
         last_start, _ = self.intervals[-1]
-        return replace(self, intervals=(*self.intervals[:-1], (last_start, max(at, last_start))))
+        return _copy(self, intervals=(*self.intervals[:-1], (last_start, max(at, last_start))))
 
     def resume(self, at: datetime) -> SlaClock:
         if self.running:
             return self
-        return replace(self, intervals=(*self.intervals, (at, None)), stopped_at=None)
+        return _copy(self, intervals=(*self.intervals, (at, None)), stopped_at=None)
 
     def stop(self, at: datetime) -> SlaClock:
-        return replace(self.pause(at), stopped_at=at)
+        return _copy(self.pause(at), stopped_at=at)
+
+
+_copy = copier(SlaClock)
 
 
 def point_at(clock: SlaClock, fraction: float, hours: BusinessHours | None) -> datetime | None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from services.triage.frozen import copier
 from services.triage.sla import SlaClock
 from shared.events import (
     Event,
@@ -98,12 +99,16 @@ class Triage:
         return [t.person for t in self.roles if t.role == role and t.current]
 
 
+_triage = copier(Triage)  # dataclasses.replace, for the fold's hot path
+_sla_clock = copier(SlaClock)
+
+
 def _clock(state: Triage, kind: str) -> SlaClock | None:
     return state.clocks.get(kind)
 
 
 def _with_clock(state: Triage, clock: SlaClock) -> Triage:
-    return replace(state, clocks={**state.clocks, clock.kind: clock})
+    return _triage(state, clocks={**state.clocks, clock.kind: clock})
 
 
 def _end_tenure(roles: tuple[Tenure, ...], role: str, person: str, at: datetime) -> tuple[Tenure, ...]:
@@ -117,7 +122,7 @@ def evolve(state: Triage, event: Event) -> Triage:
     at = event.occurred_at
     match event:
         case PriorityAssigned():
-            return replace(
+            return _triage(
                 state,
                 priority=Priority(event.priority),
                 incident_id=event.incident_id,
@@ -129,11 +134,11 @@ def evolve(state: Triage, event: Event) -> Triage:
                 priority_by=event.by,
             )
         case PriorityChanged():
-            return replace(
+            return _triage(
                 state, priority=Priority(event.priority), priority_reason=event.reason, priority_by=event.by
             )
         case IncidentRouted():
-            return replace(state, team=event.team, rule=event.rule, labels=dict(event.labels))
+            return _triage(state, team=event.team, rule=event.rule, labels=dict(event.labels))
         case SlaTargetSet():
             current = _clock(state, event.kind)
             target = timedelta(seconds=event.target_seconds)
@@ -147,28 +152,28 @@ def evolve(state: Triage, event: Event) -> Triage:
                     intervals=((event.started_at, None),),
                 )
             else:
-                clock = replace(current, priority=event.priority, target=target, calendar=event.calendar)
+                clock = _sla_clock(current, priority=event.priority, target=target, calendar=event.calendar)
             return _with_clock(state, clock)
         case SlaClockPaused():
             clocks = {k: (c.pause(at) if k in event.kinds else c) for k, c in state.clocks.items()}
-            return replace(state, clocks=clocks, on_hold=True)
+            return _triage(state, clocks=clocks, on_hold=True)
         case SlaClockResumed():
             clocks = {k: (c.resume(at) if k in event.kinds else c) for k, c in state.clocks.items()}
             resolved = state.resolved and "resolution" not in event.kinds
-            return replace(state, clocks=clocks, on_hold=False, resolved=resolved)
+            return _triage(state, clocks=clocks, on_hold=False, resolved=resolved)
         case SlaWarningRaised():
             if (warned := _clock(state, event.kind)) is None:
                 return state
-            return _with_clock(state, replace(warned, warned=True))
+            return _with_clock(state, _sla_clock(warned, warned=True))
         case SlaBreached():
             if (breached := _clock(state, event.kind)) is None:
                 return state
-            return _with_clock(state, replace(breached, breached=True))
+            return _with_clock(state, _sla_clock(breached, breached=True))
         case SlaMet() | SlaClockStopped():
             if (stopped := _clock(state, event.kind)) is None:
                 return state
             state = _with_clock(state, stopped.stop(at))
-            return replace(state, resolved=True) if event.kind == "resolution" else state
+            return _triage(state, resolved=True) if event.kind == "resolution" else state
         case MajorIncidentProposed():
             major = Major(
                 status="proposed",
@@ -178,7 +183,7 @@ def evolve(state: Triage, event: Event) -> Triage:
                 automatic=event.automatic,
                 rule=event.rule,
             )
-            return replace(state, major=major)
+            return _triage(state, major=major)
         case MajorIncidentAccepted():
             major = replace(
                 state.major,
@@ -190,7 +195,7 @@ def evolve(state: Triage, event: Event) -> Triage:
                 required_roles=tuple(event.required_roles),
                 review_required=event.review_required,
             )
-            return replace(state, major=major)
+            return _triage(state, major=major)
         case MajorIncidentRejected():
             major = replace(
                 state.major,
@@ -199,22 +204,22 @@ def evolve(state: Triage, event: Event) -> Triage:
                 decided_at=at,
                 rejection_reason=event.reason,
             )
-            return replace(state, major=major)
+            return _triage(state, major=major)
         case PostIncidentReviewRecorded():
             major = replace(state.major, reviewed_at=at, reviewed_by=event.by, review_summary=event.summary)
-            return replace(state, major=major)
+            return _triage(state, major=major)
         case RoleAssigned():
             tenure = Tenure(role=event.role, person=event.person, assumed_at=at, by=event.by)
-            return replace(state, roles=(*state.roles, tenure))
+            return _triage(state, roles=(*state.roles, tenure))
         case RoleRelinquished():
-            return replace(state, roles=_end_tenure(state.roles, event.role, event.person, at))
+            return _triage(state, roles=_end_tenure(state.roles, event.role, event.person, at))
         case HandoverCompleted():
             roles = _end_tenure(state.roles, event.role, event.from_person, at)
             tenure = Tenure(
                 role=event.role, person=event.to_person, assumed_at=at, by=event.by, via="handover"
             )
-            return replace(state, roles=(*roles, tenure))
+            return _triage(state, roles=(*roles, tenure))
         case RoleGapDetected():
-            return replace(state, gaps=state.gaps | {(event.role, event.since)})
+            return _triage(state, gaps=state.gaps | {(event.role, event.since)})
         case _:
             return state

@@ -16,6 +16,7 @@ from datetime import datetime
 from services.triage import domain
 from services.triage.handlers import TriageHandlers, triage_stream
 from services.triage.problems import Problem, evolve_problem
+from services.triage.schedule import DueTimes
 from services.triage.state import Triage, evolve
 from shared.envelope import Checkpoint, Envelope
 from shared.events import ProblemSuggested
@@ -34,7 +35,7 @@ class TriageIndex:
     incidents: dict[str, Triage] = field(default_factory=dict)
     problems: dict[str, Problem] = field(default_factory=dict)
     suggestions: list[ProblemSuggested] = field(default_factory=list)
-    due: dict[str, datetime] = field(default_factory=dict)
+    due: DueTimes = field(default_factory=DueTimes)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def catch_up(self) -> None:
@@ -50,11 +51,7 @@ class TriageIndex:
             incident_id = env.stream.removeprefix(INCIDENT_PREFIX)
             state = evolve(self.incidents.get(incident_id, Triage()), env.event)
             self.incidents[incident_id] = state
-            when = domain.next_timer(state, self.handlers.policy)
-            if when is None:
-                self.due.pop(incident_id, None)
-            else:
-                self.due[incident_id] = when
+            self.due.set(incident_id, domain.next_timer(state, self.handlers.policy))
         elif env.stream.startswith(PROBLEM_PREFIX):
             problem_id = env.stream.removeprefix(PROBLEM_PREFIX)
             self.problems[problem_id] = evolve_problem(self.problems.get(problem_id, Problem()), env.event)
@@ -62,7 +59,7 @@ class TriageIndex:
             self.suggestions.append(env.event)
 
     def next_due(self) -> datetime | None:
-        return min(self.due.values(), default=None)
+        return self.due.next()
 
 
 @dataclass
@@ -76,7 +73,7 @@ class Timers:
         await self.index.catch_up()
         now = handlers.clock()
         written = 0
-        for incident_id in [i for i, when in self.index.due.items() if when <= now]:
+        for incident_id in self.index.due.due(now):
             stream = triage_stream(incident_id)
             state, version = await handlers.triages.load(stream)
             events = domain.timers_due(state, now, handlers.policy)
