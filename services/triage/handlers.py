@@ -197,7 +197,7 @@ class TriageHandlers:
         """Count the incident or alert on its service; a storm may propose the incident as major,
         and a recurrence may suggest a problem."""
         activity, activity_version = await self.activities.load(activity_stream(state.service))
-        seen, activity, found = major.note(
+        seen, found = major.notice(
             activity,
             service=state.service,
             kind=kind,
@@ -226,7 +226,7 @@ class TriageHandlers:
             )
         suggested: list[Event] = []
         if kind == "incident" or env.event.type == "AlertAttached":
-            suggested = problems.suggestions(activity, state.service, fingerprint, now, self.policy)
+            suggested = problems.suggest(activity, seen, self.policy)
             service_events += suggested
         writes = [self._write(env, activity_stream(state.service), service_events, activity_version)]
         if events:

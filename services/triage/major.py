@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from services.triage.activity import ServiceActivity, alerts_in_window, evolve_activity, in_window
+from services.triage.activity import ServiceActivity, alerts_in_window, evolve_activity
 from services.triage.state import Triage
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
@@ -160,7 +160,16 @@ class Storm:
 
 def _counts(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> tuple[int, int]:
     window = timedelta(minutes=policy.major.storm.window_minutes)
-    return len(in_window(activity.incidents, now, window)), alerts_in_window(activity, now, window)
+    return activity.incidents.count(now, window), alerts_in_window(activity, now, window)
+
+
+def _storm(incidents: int, alerts: int, policy: TriagePolicy) -> Storm | None:
+    rule = policy.major.storm
+    if incidents >= rule.incidents:
+        return Storm("incident", incidents, rule.window_minutes)
+    if alerts >= rule.alerts:
+        return Storm("alert", alerts, rule.window_minutes)
+    return None
 
 
 def storm(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> Storm | None:
@@ -168,15 +177,37 @@ def storm(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> Sto
 
     A storm is `incidents` incidents or `alerts` alerts within the window. It is reported once:
     a later storm needs the service to have been below both thresholds in between (`calm`)."""
-    rule = policy.major.storm
-    incidents, alerts = _counts(activity, now, policy)
-    if incidents >= rule.incidents:
-        found = Storm("incident", incidents, rule.window_minutes)
-    elif alerts >= rule.alerts:
-        found = Storm("alert", alerts, rule.window_minutes)
-    else:
-        return None
+    found = _storm(*_counts(activity, now, policy), policy)
     return found if activity.storm_at is None or activity.calm else None
+
+
+def notice(
+    activity: ServiceActivity,
+    *,
+    service: str,
+    kind: Literal["incident", "alert"],
+    incident_id: str,
+    fingerprint: str,
+    at: datetime,
+    policy: TriagePolicy,
+) -> tuple[ServiceActivityRecorded, Storm | None]:
+    """Count one incident or alert on a service: the event to record and the storm it starts, if
+    any, decided from the activity before it (the window's counts plus this signal), without
+    making the activity after it: folding the recorded event does that, once."""
+    at = activity.at_or_after_last(at)
+    seen = ServiceActivityRecorded(
+        service=service, activity=kind, incident_id=incident_id, fingerprint=fingerprint, occurred_at=at
+    )
+    incidents, alerts = _counts(activity, at, policy)
+    incidents += kind == "incident"
+    alerts += kind == "alert"
+    rule = policy.major.storm
+    calm = activity.calm
+    if activity.storm_at is not None and not calm and incidents < rule.incidents and alerts < rule.alerts:
+        seen = seen.model_copy(update={"calm": True})
+        calm = True
+    found = _storm(incidents, alerts, policy)
+    return seen, found if activity.storm_at is None or calm else None
 
 
 def note(
@@ -189,19 +220,18 @@ def note(
     at: datetime,
     policy: TriagePolicy,
 ) -> tuple[ServiceActivityRecorded, ServiceActivity, Storm | None]:
-    """Count one incident or alert on a service: the event to record, the activity after it, and
-    the storm it starts, if any. Signals are recorded in time order, never before the last."""
-    at = activity.at_or_after_last(at)
-    seen = ServiceActivityRecorded(
-        service=service, activity=kind, incident_id=incident_id, fingerprint=fingerprint, occurred_at=at
+    """`notice`, with the activity after the signal. Signals are recorded in time order, never
+    before the last."""
+    seen, found = notice(
+        activity,
+        service=service,
+        kind=kind,
+        incident_id=incident_id,
+        fingerprint=fingerprint,
+        at=at,
+        policy=policy,
     )
-    after = evolve_activity(activity, seen)
-    if after.storm_at is not None and not after.calm:
-        incidents, alerts = _counts(after, at, policy)
-        if incidents < policy.major.storm.incidents and alerts < policy.major.storm.alerts:
-            seen = seen.model_copy(update={"calm": True})
-            after = evolve_activity(activity, seen)
-    return seen, after, storm(after, at, policy)
+    return seen, evolve_activity(activity, seen), found
 
 
 def storm_proposal(state: Triage, found: Storm, now: datetime, policy: TriagePolicy) -> list[Event]:

@@ -16,6 +16,7 @@ from shared.events import (
     ProblemRecorded,
     ProblemSuggested,
     ProblemUpdated,
+    ServiceActivityRecorded,
 )
 from shared.policy.triage import TriagePolicy
 
@@ -181,16 +182,50 @@ def suggestions(
     activity: ServiceActivity, service: str, fingerprint: str, now: datetime, policy: TriagePolicy
 ) -> list[Event]:
     """Suggest a problem when the service (or, given a fingerprint, that alert) has recurred in
-    `recurrences` incidents within `days`, unless one was suggested for it within those days."""
+    `recurrences` incidents within `days`, unless one was suggested for it within those days.
+    `activity` includes the newest signal."""
+    return _recurred(activity, service, fingerprint, now, policy, None)
+
+
+def suggest(activity: ServiceActivity, seen: ServiceActivityRecorded, policy: TriagePolicy) -> list[Event]:
+    """`suggestions` as `seen` is recorded, from the activity before it (what folding `seen` would
+    add is counted without making the activity after it)."""
+    fingerprint = seen.fingerprint
+    signal = Signal(seen.occurred_at, seen.incident_id, fingerprint)
+    if fingerprint:
+        counted = seen.activity == "alert" and not activity.attached(fingerprint, seen.incident_id)
+    else:
+        counted = seen.activity == "incident"
+    return _recurred(
+        activity, seen.service, fingerprint, seen.occurred_at, policy, signal if counted else None
+    )
+
+
+def _recurred(
+    activity: ServiceActivity,
+    service: str,
+    fingerprint: str,
+    now: datetime,
+    policy: TriagePolicy,
+    newest: Signal | None,
+) -> list[Event]:
     rule = policy.problems
     window = timedelta(days=rule.days)
     key = suggestion_key(service, fingerprint)
     if _suggested_lately(activity, key, now, window):
         return []
+    extra = newest is not None
     if fingerprint:
-        signals = in_window(activity.attachments.get(fingerprint, ()), now, window)
+        kept = activity.attachments.get(fingerprint, ())
+        if len(kept) + extra < rule.recurrences:  # a bound: fewer in the window, fewer incidents
+            return []
+        signals = in_window(kept, now, window)
     else:
-        signals = in_window(activity.incidents, now, window)
+        if activity.incidents.count(now, window) + extra < rule.recurrences:
+            return []
+        signals = activity.incidents.window(now, window)
+    if newest is not None:
+        signals.append(newest)  # at `now`: the last in the window
     if len({s.incident_id for s in signals}) < rule.recurrences:
         return []
     return [_suggestion(service, fingerprint, signals, now, policy)]
