@@ -50,10 +50,14 @@ class Fact:
         )
 
     def text(self, *names: str, default: str = "") -> str:
+        data = self.data
         for name in names:
-            value = self.data.get(name)
-            if value not in (None, ""):
-                return str(getattr(value, "value", value))
+            value = data.get(name)
+            if value is None or value == "":
+                continue
+            if type(value) is str:  # most are: no enum's `value` to look for
+                return value
+            return str(getattr(value, "value", value))
         return default
 
     def time(self, *names: str) -> datetime | None:
@@ -76,7 +80,8 @@ class Fact:
         return None
 
 
-_NOT_DATA = frozenset({"type", "occurred_at"})
+_NOT_DATA = ("type", "occurred_at")
+_SCALARS = frozenset({str, int, float, bool, datetime, NoneType})
 _ZERO = timedelta(0)
 
 
@@ -102,12 +107,14 @@ def _plain(value: Any) -> Any:
 
 def _fields(event: BaseModel) -> dict[str, Any]:
     """The event's fields but `type` and `occurred_at`, as `model_dump(mode="python")` gives them
-    (events are frozen: their values are shared, not copied), at a fifth of its cost."""
-    return {
-        k: v if isinstance(v, str | int | float | datetime | NoneType) else _plain(v)
-        for k, v in event.__dict__.items()
-        if k not in _NOT_DATA
-    }
+    (events are frozen: their values are shared, not copied), at half its cost."""
+    data = dict(event.__dict__)
+    for name in _NOT_DATA:
+        data.pop(name, None)
+    for name, value in data.items():
+        if type(value) not in _SCALARS:
+            data[name] = _plain(value)
+    return data
 
 
 @dataclass(slots=True)
