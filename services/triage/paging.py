@@ -161,7 +161,7 @@ class Paging:
     async def catch_up(self) -> None:
         """Fold every escalation appended since the last call (the first reads the whole log)."""
         async with self._lock:
-            while page := await self.store.read_all(after=self.at, limit=1000):
+            while page := await self.handlers.log.read_all(after=self.at, limit=1000):
                 for env in page:
                     if env.stream.startswith(PREFIX):
                         incident_id = env.stream.removeprefix(PREFIX)

@@ -41,7 +41,7 @@ class TriageIndex:
     async def catch_up(self) -> None:
         """Fold everything appended since the last call (the first call reads the whole log)."""
         async with self._lock:
-            while page := await self.handlers.store.read_all(after=self.at, limit=1000):
+            while page := await self.handlers.log.read_all(after=self.at, limit=1000):
                 for env in page:
                     self._apply(env)
                     self.at = env.checkpoint
