@@ -121,18 +121,21 @@ class Part:
 
 
 def part_of(rows: list[tuple[Any, ...]]) -> Part:
-    """The part of some incidents' figure rows (`COLUMNS`, in order of opening)."""
+    """The part of some incidents' figure rows (`COLUMNS`, in order of opening), column by column
+    (counting and sorting in C where it can: the edges of a window are made on every request)."""
     p = Part()
-    for (
-        incident_id,
-        service,
-        priority,
-        status,
-        major,
-        opened_us,
-        resolved_us,
-        resolved_day,
-        opened_day,
+    if not rows:
+        return p
+    (
+        ids,
+        services,
+        priorities,
+        statuses,
+        majors,
+        opened,
+        resolved,
+        resolved_days,
+        opened_days,
         tta,
         ttr,
         ttd,
@@ -142,48 +145,51 @@ def part_of(rows: list[tuple[Any, ...]]) -> Part:
         resolution_sla,
         resolution_due,
         latencies,
-    ) in rows:
-        p.incidents += 1
-        p.open += status not in ("resolved", "closed")
-        p.majors += major == "accepted"
-        for name, value in (("tta", tta), ("ttr", ttr), ("ttd", ttd)):
-            if value is not None:
-                p.durations[name].append(value)
-                p.sums[name] += value
-        if ttr is not None:
-            p.resolved.setdefault(resolved_day, []).append(ttr)
-        live = (response_sla == "live", resolution_sla == "live")
-        if any(live):
-            p.live.append((incident_id, live))
-        for clock, standing, due in (
-            ("response", response_sla, response_due),
-            ("resolution", resolution_sla, resolution_due),
-        ):
-            if standing in ("met", "breached"):
-                p.decided[clock][standing] += 1
-            elif standing == "due":
-                if due is None:
-                    p.never[clock] += 1
-                else:
-                    p.due[clock].append(due)
-        if csat is not None:
-            p.scores[csat] += 1
-        if latencies is not None:
-            p.latencies += orjson.loads(latencies)
-        p.by_service[service] += 1
-        p.by_priority[priority or "none"] += 1
-        p.by_day[opened_day] += 1
+    ) = zip(*rows, strict=True)
+    p.incidents = len(rows)
+    p.open = len(rows) - statuses.count("resolved") - statuses.count("closed")
+    p.majors = majors.count("accepted")
+    for name, column in (("tta", tta), ("ttr", ttr), ("ttd", ttd)):
+        values = [v for v in column if v is not None]
+        p.sums[name] = sum(values)
+        values.sort()
+        p.durations[name] = values
+    for day, value in zip(resolved_days, ttr, strict=True):
+        if value is not None:
+            p.resolved.setdefault(day, []).append(value)
+    for clock, states, dues in (
+        ("response", response_sla, response_due),
+        ("resolution", resolution_sla, resolution_due),
+    ):
+        counted = Counter(states)
+        p.decided[clock] = Counter({k: counted[k] for k in ("met", "breached") if counted[k]})
+        if counted["due"]:
+            running = [d for state, d in zip(states, dues, strict=True) if state == "due"]
+            p.never[clock] = running.count(None)
+            p.due[clock] = sorted(d for d in running if d is not None)
+    if "live" in response_sla or "live" in resolution_sla:
+        for incident_id, a, b in zip(ids, response_sla, resolution_sla, strict=True):
+            if a == "live" or b == "live":
+                p.live.append((incident_id, (a == "live", b == "live")))
+    p.scores = Counter(c for c in csat if c is not None)
+    for blob in latencies:
+        if blob is not None:
+            p.latencies += orjson.loads(blob)
+    p.by_service = Counter(services)
+    p.by_priority = Counter(x or "none" for x in priorities)
+    p.by_day = Counter(opened_days)
+    for service, a, b in zip(services, opened, resolved, strict=True):
         o = p.outages.get(service)
         if o is None:
             o = p.outages[service] = Outages()
         o.failures += 1
-        o.spans.append((opened_us, resolved_us))
-        if resolved_us is None:
-            o.open_from.append(opened_us)
-        elif resolved_us < opened_us:
+        o.spans.append((a, b))
+        if b is None:
+            o.open_from.append(a)
+        elif b < a:
             o.skewed = True
-    for values in chain(p.durations.values(), p.due.values(), p.resolved.values()):
-        values.sort()
+    for day_values in p.resolved.values():
+        day_values.sort()
     for o in p.outages.values():
         o.merged = merge(sorted((a, b) for a, b in o.spans if b is not None))
     return p
