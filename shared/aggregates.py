@@ -33,11 +33,17 @@ class Aggregates(Generic[S]):
 
     async def load(self, stream: str) -> tuple[S, int]:
         """The stream's state and version (its event count; 0 for a new stream)."""
-        version, state = self._cache.pop(stream, (0, self.initial()))
+        cached = self._cache.get(stream)
+        version, state = cached if cached is not None else (0, self.initial())
         for env in await self.store.read(stream, after_version=version):
             state = self.evolve(state, env.event)
             version = env.version
-        self._cache[stream] = (version, state)
+        # Loads of one stream may overlap (a consumer handles incidents side by side): each catches
+        # up from the cached state, and the cache keeps whichever got further.
+        newest = self._cache.get(stream)
+        if newest is None or newest[0] <= version:
+            self._cache[stream] = (version, state)
+        self._cache.move_to_end(stream)
         if len(self._cache) > self.size:
             self._cache.popitem(last=False)
         return state, version

@@ -142,14 +142,14 @@ async def deliver_page(
     """Deliver a page of events, with their commits in flight together.
 
     The page is split by partition key (the incident): each incident's events are handled in page
-    order, each waiting for the commit of the one before it, so that its handler sees it; different
-    incidents are handled side by side (up to `parallel` handlers at once), as Kafka's partitions
-    would be. Each event's effects commit with its own tracking record, as in `deliver`, but without
-    waiting for the other incidents' commits: the store's group commit writes them in one
-    transaction. An event whose writes go to a stream another commit of the page is still writing
-    (a service-wide stream, say) waits for that commit and is handled again, instead of conflicting
-    with it. A handler failure, or a commit that conflicted or failed, falls back to `deliver` for
-    that event (retries, then a dead letter), before the incident's next event is handled.
+    order, each waiting for the commit of the one before it, so that its handler sees it; while an
+    incident waits, the other incidents' events are handled (up to `parallel` handlers at once), as
+    Kafka's partitions would be. Each event's effects commit with its own tracking record, as in
+    `deliver`, but without waiting for the other incidents' commits: the store's group commit
+    writes them in one transaction. An event whose writes go to a stream another commit of the
+    page is still writing (a service-wide stream, say) waits for that commit and is handled again,
+    instead of conflicting with it. A handler failure, or a commit that conflicted or failed, falls
+    back to `deliver` for that event (retries, then a dead letter), before the incident's next one.
 
     `consumer` is the tracking name, or a function giving each event's (a Kafka fetch mixes the
     logs of several sources). `set_aside` gives, per event, where `deliver` keeps its dead letter
