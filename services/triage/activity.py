@@ -79,13 +79,21 @@ class Timeline(Generic[T]):
         return Timeline(self._keys, self._items, lo, self._hi)
 
     def _range(self, end: datetime, window: timedelta) -> tuple[int, int]:
+        return self._between(instant(end - window), instant(end))
+
+    def _between(self, start: int, end: int) -> tuple[int, int]:
         keys, lo, hi = self._keys, self._lo, self._hi
-        first = bisect_right(keys, instant(end - window), lo, hi)
-        return first, bisect_right(keys, instant(end), first, hi)
+        first = bisect_right(keys, start, lo, hi)
+        return first, bisect_right(keys, end, first, hi)
 
     def count(self, end: datetime, window: timedelta) -> int:
         """How many are in (end - window, end]."""
         first, stop = self._range(end, window)
+        return stop - first
+
+    def count_between(self, start: int, end: int) -> int:
+        """How many are in (start, end], as `instant`s (one conversion for several timelines)."""
+        first, stop = self._between(start, end)
         return stop - first
 
     def window(self, end: datetime, window: timedelta) -> list[T]:

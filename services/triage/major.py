@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from services.triage.activity import ServiceActivity, alerts_in_window, evolve_activity
+from services.triage.activity import ServiceActivity, evolve_activity, instant
 from services.triage.state import Triage
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
@@ -159,8 +159,8 @@ class Storm:
 
 
 def _counts(activity: ServiceActivity, now: datetime, policy: TriagePolicy) -> tuple[int, int]:
-    window = timedelta(minutes=policy.major.storm.window_minutes)
-    return activity.incidents.count(now, window), alerts_in_window(activity, now, window)
+    start, end = instant(now - timedelta(minutes=policy.major.storm.window_minutes)), instant(now)
+    return activity.incidents.count_between(start, end), activity.alert_times.count_between(start, end)
 
 
 def _storm(incidents: int, alerts: int, policy: TriagePolicy) -> Storm | None:
