@@ -386,6 +386,12 @@ def fake_store(server: FakeKurrent, source: str = "intake") -> KurrentStore:
 # --- the store contract, run against the fake ------------------------------------------------------
 
 
+NEED_ATOMIC_COMMITS = {
+    "test_wrong_expected_version_is_a_typed_error_and_writes_nothing",
+    "test_a_burst_of_commits_is_decided_request_by_request",  # a two-stream request, one conflicting
+}
+
+
 def contract_tests() -> list[Any]:
     """Every contract test that needs only a `store`, against a 25.1+ fake and a pre-25.1 one."""
     tests = []
@@ -395,7 +401,7 @@ def contract_tests() -> list[Any]:
         if list(inspect.signature(fn).parameters) != ["store"]:
             continue
         tests.append(pytest.param(fn, False, id=f"atomic-{name}"))
-        not_atomic = name == "test_wrong_expected_version_is_a_typed_error_and_writes_nothing"
+        not_atomic = name in NEED_ATOMIC_COMMITS
         marks = (
             [pytest.mark.xfail(reason="before KurrentDB 25.1 a commit is not atomic")] if not_atomic else []
         )
