@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -174,6 +175,7 @@ async def deliver_page(
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
     settling: dict[asyncio.Task[Committed], asyncio.Lock] = {}
     settled: dict[asyncio.Task[Committed], BaseException | None] = {}
+    turns: dict[str, asyncio.Lock] = {}
 
     def done(env: Envelope) -> None:
         if handled is not None:
@@ -216,21 +218,45 @@ async def deliver_page(
         if (outcome := settled[task]) is not None:
             raise outcome
 
-    async def handle(env: Envelope) -> list[Any] | None:
-        """The event's writes, once no other commit of the page still writes their streams; None
-        when the event was delivered one by one instead."""
+    def submit(env: Envelope, items: list[Any]) -> tuple[Envelope, asyncio.Task[Committed]]:
+        entry = (env, asyncio.create_task(store.commit(items, tracking=Tracking(name(env), env.id))))
+        submitted.append(entry)
+        for item in items:
+            if isinstance(item, Write):
+                writing.setdefault(item.stream, []).append(entry)
+        return entry
+
+    def contended(streams: set[str]) -> bool:
+        return any(
+            (s in turns and turns[s].locked()) or any(w[1] not in settled for w in writing.get(s, ()))
+            for s in streams
+        )
+
+    async def handle(env: Envelope) -> tuple[Envelope, asyncio.Task[Committed]] | None:
+        """Handle `env` and send its commit; None when it was delivered one by one instead.
+
+        When its writes go to a stream another commit of the page is still writing, it takes its
+        turn on that stream: it waits for those commits, runs again and sends its commit before the
+        next event in line runs again. Each waiting event runs twice, not once per commit that lands
+        before it."""
         try:
             async with handlers:
                 items = list(await handler(env))
             for _ in range(retry.conflict_retries):
                 streams = {item.stream for item in items if isinstance(item, Write)}
-                busy = [w for s in streams for w in writing.get(s, ()) if w[1] not in settled]
-                if not busy:
-                    break
-                for earlier_env, earlier_task in busy:
-                    await settle(earlier_env, earlier_task)
-                async with handlers:
-                    items = list(await handler(env))  # again, now that the stream moved on
+                if not contended(streams):
+                    return submit(env, items)
+                async with AsyncExitStack() as held:
+                    for stream in sorted(streams):  # one order for everyone: no two wait on each other
+                        await held.enter_async_context(turns.setdefault(stream, asyncio.Lock()))
+                    for stream in sorted(streams):
+                        for earlier in list(writing.get(stream, ())):
+                            if earlier[1] not in settled:
+                                await settle(*earlier)
+                    async with handlers:
+                        items = list(await handler(env))  # again, now that the streams moved on
+                    if {item.stream for item in items if isinstance(item, Write)} <= streams:
+                        return submit(env, items)
         except StoreUnavailable:
             raise
         except ConcurrencyError:  # the handler's own read met a moving stream: not a failure
@@ -239,7 +265,7 @@ async def deliver_page(
         except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
             await fallback(env, failed=1)
             return None
-        return items
+        return submit(env, items)  # the streams kept moving: the store decides, a conflict falls back
 
     async def incident(events: list[Envelope]) -> None:
         earlier: tuple[Envelope, asyncio.Task[Committed]] | None = None
@@ -247,15 +273,9 @@ async def deliver_page(
             if earlier is not None:
                 await settle(*earlier)
                 earlier = None
-            items = await handle(env)
-            if items is None:
-                continue
-            task = asyncio.create_task(store.commit(items, tracking=Tracking(name(env), env.id)))
-            earlier = (env, task)
-            submitted.append(earlier)
-            for item in items:
-                if isinstance(item, Write):
-                    writing.setdefault(item.stream, []).append(earlier)
+            sent = await handle(env)
+            if sent is not None:
+                earlier = sent
         if earlier is not None:
             await settle(*earlier)
 

@@ -195,3 +195,27 @@ async def test_each_event_is_tracked_under_its_own_consumer_name_when_a_page_mix
         page, consumer=lambda e: names[e.id], handler=Recorder(), store=store, retry=FAST, checkpoint=False
     )
     assert sorted(tracked) == sorted((names[e.id], e.id) for e in page)
+
+
+async def test_events_of_many_incidents_on_one_shared_stream_run_at_most_twice() -> None:
+    """Every incident of a service writes the service's stream at its version (a storm on one
+    service): the page's events take turns on it, so each runs again once at most, not once for
+    every commit that lands before it, and every count lands once, in order."""
+    store = SlowStore(source="triage")
+    runs: dict[str, int] = {}
+
+    async def count_on_service(env: Envelope) -> Sequence[Write]:
+        runs[env.id] = runs.get(env.id, 0) + 1
+        version = len(await store.read("service-bench"))
+        event = env.event
+        assert isinstance(event, IncidentAcknowledged)
+        seen = IncidentAcknowledged(incident_id=event.incident_id, by=event.by, occurred_at=T0)
+        return [Write("service-bench", [seen], version, causation_id=env.id)]
+
+    async with store:
+        page = page_of(*((str(n), f"alert-{n}") for n in range(40)))
+        await deliver_page(page, consumer="triage", handler=count_on_service, store=store, retry=FAST)
+        counted = [e.event.by for e in await store.read("service-bench")]
+    assert sorted(counted) == sorted(f"alert-{n}" for n in range(40))  # each once
+    assert max(runs.values()) <= 2, runs
+    assert sum(runs.values()) < 2 * len(page)  # the first event found the stream free
