@@ -105,12 +105,11 @@ class SlaOutcome:
     resolution_seconds: float | None = None
 
 
-def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -> SlaOutcome:
-    """Met, breached or pending, per clock. Triage's record wins where it made one (its target,
-    calendar, `SlaMet` and `SlaBreached`); otherwise the analytics policy's targets apply."""
-    if view.priority is None or view.opened_at is None:
-        return SlaOutcome(None, None)
-    opened = view.opened_at
+def _clock_terms(
+    view: IncidentView, policy: AnalyticsPolicy
+) -> tuple[bool, BusinessHours | None, list[tuple[datetime, datetime]]]:
+    """Whether triage set the clocks (its targets and calendar win), the business hours they run in
+    (None: around the clock), and the incident's finished holds."""
     from_triage = view.response_target is not None or view.resolution_target is not None
     if from_triage:
         named = view.sla_calendar
@@ -118,6 +117,16 @@ def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -
     else:
         hours = policy.business_hours if view.priority in policy.business_hours_priorities else None
     holds = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in view.holds]
+    return from_triage, hours, holds
+
+
+def sla_outcome(view: IncidentView, policy: AnalyticsPolicy, *, now: datetime) -> SlaOutcome:
+    """Met, breached or pending, per clock. Triage's record wins where it made one (its target,
+    calendar, `SlaMet` and `SlaBreached`); otherwise the analytics policy's targets apply."""
+    if view.priority is None or view.opened_at is None:
+        return SlaOutcome(None, None)
+    opened = view.opened_at
+    from_triage, hours, holds = _clock_terms(view, policy)
     if view.on_hold_since is not None:
         holds.append((view.on_hold_since, max(now, view.on_hold_since)))
 
@@ -235,13 +244,7 @@ def sla_standing(view: IncidentView, policy: AnalyticsPolicy) -> tuple[Standing,
     if view.priority is None or view.opened_at is None:
         return (None, None), (None, None)
     opened = view.opened_at
-    from_triage = view.response_target is not None or view.resolution_target is not None
-    if from_triage:
-        named = view.sla_calendar
-        hours = None if named is None else policy.calendars.get(named, policy.business_hours)
-    else:
-        hours = policy.business_hours if view.priority in policy.business_hours_priorities else None
-    holds = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in view.holds]
+    from_triage, hours, holds = _clock_terms(view, policy)
 
     def stand(
         target: float | None, done: datetime | None, breached: bool, met: bool, *, paused: bool
