@@ -61,18 +61,20 @@ def business_seconds(start: datetime, end: datetime, hours: BusinessHours) -> fl
     last = end.astimezone(tz).date()
     total = 0.0
     while day <= last:
-        if day.weekday() in hours.days and day not in hours.holidays:
-            opens = datetime.combine(day, hours.start, tz)
-            closes = (
-                datetime.combine(day + timedelta(days=1), hours.end, tz)
-                if hours.end == time(0)
-                else datetime.combine(day, hours.end, tz)
-            )
-            lo, hi = max(opens, start), min(closes, end)
+        if (period := _period(day, hours, tz)) is not None:
+            lo, hi = max(period[0], start), min(period[1], end)
             if hi > lo:
                 total += (hi - lo).total_seconds()
         day += timedelta(days=1)
     return total
+
+
+def _period(day: date, hours: BusinessHours, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    """A day's working period (closing at midnight ends it at the next day's start); None on a day off."""
+    if day.weekday() not in hours.days or day in hours.holidays:
+        return None
+    closes_on = day + timedelta(days=1) if hours.end == time(0) else day
+    return datetime.combine(day, hours.start, tz), datetime.combine(closes_on, hours.end, tz)
 
 
 def elapsed(
@@ -204,14 +206,8 @@ def _windows(start: datetime, hours: BusinessHours) -> Iterator[tuple[datetime, 
     tz = ZoneInfo(hours.timezone)
     day = start.astimezone(tz).date()
     for _ in range(HORIZON_DAYS):
-        if day.weekday() in hours.days and day not in hours.holidays:
-            opens = datetime.combine(day, hours.start, tz)
-            closes = (
-                datetime.combine(day + timedelta(days=1), hours.end, tz)
-                if hours.end == time(0)
-                else datetime.combine(day, hours.end, tz)
-            )
-            yield opens, closes
+        if (period := _period(day, hours, tz)) is not None:
+            yield period
         day += timedelta(days=1)
 
 
