@@ -391,6 +391,20 @@ def answer(
     }
 
 
+def _whole_days(first: str, last: str, start: datetime | None, end: datetime | None) -> tuple[date, date]:
+    """The whole days (UTC, [from, to)) of the window [start, end) from the first to the last day
+    an incident opened (`first`, `last`: the read store's `opened_at`)."""
+    data_from = datetime.fromisoformat(first).astimezone(UTC).date()
+    data_to = datetime.fromisoformat(last).astimezone(UTC).date() + DAY
+    if start is None:
+        whole_from = data_from
+    else:
+        day = start.astimezone(UTC).date()
+        whole_from = max(day if _midnight(day) == start else day + DAY, data_from)
+    whole_to = data_to if end is None else min(end.astimezone(UTC).date(), data_to)
+    return whole_from, whole_to
+
+
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), UTC)
 
@@ -439,6 +453,15 @@ class Metrics:
         self._weeks[monday] = (version, part)
         return part
 
+    def _next_day(self, conn: sqlite3.Connection, day: date, until: date) -> date:
+        """The first day from `day` on which an incident opened (`until` when none before it): one
+        seek of the index, so a window spanning years with a few incidents costs a few parts."""
+        (found,) = conn.execute(
+            f"SELECT min(opened_at) FROM {SOURCE} WHERE opened_at >= ? AND opened_at < ?",
+            (utc(_midnight(day)), utc(_midnight(until))),
+        ).fetchone()
+        return until if found is None else datetime.fromisoformat(found).astimezone(UTC).date()
+
     def _parts(
         self,
         conn: sqlite3.Connection,
@@ -454,21 +477,17 @@ class Metrics:
         ).fetchone()
         if first is None:
             return []
-        data_from = datetime.fromisoformat(first).astimezone(UTC).date()
-        data_to = datetime.fromisoformat(last).astimezone(UTC).date() + DAY
-        if start is None:
-            whole_from = data_from
-        else:
-            day = start.astimezone(UTC).date()
-            whole_from = max(day if _midnight(day) == start else day + DAY, data_from)
-        whole_to = data_to if end is None else min(end.astimezone(UTC).date(), data_to)
+        try:
+            whole_from, whole_to = _whole_days(first, last, start, end)
+        except OverflowError:  # an instant on the calendar's first or last day: the rows themselves
+            return [part_of(self._rows(conn, start, end))]
         if whole_from >= whole_to:  # no whole day in the window: its rows
             return [part_of(self._rows(conn, start, end))]
         parts = []
         if start is not None and start < _midnight(whole_from):
             parts.append(part_of(self._rows(conn, start, _midnight(whole_from))))
         day = whole_from
-        while day < whole_to:
+        while (day := self._next_day(conn, day, whole_to)) < whole_to:  # days with no incident skipped
             if day.weekday() == 0 and day + WEEK <= whole_to:
                 parts.append(self._week(conn, day))
                 day += WEEK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -109,8 +109,14 @@ def _filters(
 
 def _window(start: datetime | None, end: datetime | None) -> None:
     for name, at in (("from", start), ("to", end)):
-        if at is not None and at.tzinfo is None:
+        if at is None:
+            continue
+        if at.tzinfo is None:
             raise DomainError(f"{name}: give a time zone (e.g. 2026-01-01T00:00:00Z)")
+        try:
+            at.astimezone(UTC)
+        except OverflowError:
+            raise DomainError(f"{name}: out of range in UTC (years 1 to 9999)") from None
     if start is not None and end is not None and end <= start:
         raise DomainError("to: must be after from")
 

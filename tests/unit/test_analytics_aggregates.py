@@ -178,6 +178,41 @@ def test_parts_of_days_are_made_again_when_an_incident_opened_that_day_changes()
     assert (m["open"], m["mttr_seconds"]["count"]) == (1, 1)
 
 
+@pytest.mark.parametrize(
+    "last", [datetime(2026, 11, 21, 9, tzinfo=UTC), datetime(9999, 12, 31, 22, tzinfo=UTC)]
+)
+def test_a_window_of_centuries_with_few_incidents_asks_the_store_a_few_questions(last: datetime) -> None:
+    policy = AnalyticsPolicy()
+    opened = [datetime(2, 3, 4, 5, tzinfo=UTC), T0, T0 + timedelta(days=9), last]
+    incidents = [
+        IncidentView(
+            id=f"i{n}", service="db", priority="P2", opened_at=at, resolved_at=at + timedelta(hours=1)
+        )
+        for n, at in enumerate(opened)
+    ]
+    conn = stored(incidents, policy)
+    statements: list[str] = []
+
+    def count(sql: str) -> None:
+        statements.append(sql)
+        if len(statements) > 100:
+            raise AssertionError("a query per day of the window")
+
+    conn.set_trace_callback(count)
+    metrics = Metrics(SimpleNamespace(epoch=0, day_versions={}), policy)  # type: ignore[arg-type]
+    now = T0 + timedelta(days=20)
+    ordered = sorted(incidents, key=_order)
+    for start, end in [
+        (None, None),
+        (datetime(1, 1, 1, tzinfo=UTC), None),
+        (None, datetime(9999, 12, 31, tzinfo=UTC)),
+        (datetime(1, 6, 1, 12, tzinfo=UTC), T0 + timedelta(days=10)),
+    ]:
+        answer = metrics.compute(conn, now=now, start=start, end=end)
+        close(answer, compute(ordered, policy=policy, now=now, start=start, end=end))
+    assert 0 < len(statements) < 100
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     views(0),
