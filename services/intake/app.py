@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response
@@ -302,7 +303,14 @@ def create_app(
     if policy is None:
         policy = load_policy(settings.policy).intake
     static = tuple(Window(w.id, w.service, w.starts_at, w.ends_at, w.reason) for w in policy.maintenance)
-    intake = Intake(store, clock, lambda: uuid.uuid4().hex[:16], registry=Registry(), static_windows=static)
+    intake = Intake(
+        store,
+        clock,
+        lambda: uuid.uuid4().hex[:16],
+        registry=Registry(),
+        static_windows=static,
+        sender_max_age=timedelta(seconds=policy.sender_time_max_age_seconds),
+    )
     caught_up = asyncio.Event()
     credentials = credentials_from(settings)
     default = Integration(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -203,6 +203,21 @@ class Decision:
     def outcome(self) -> str:
         """opened, attached, repeated, resolved, acknowledged, suppressed or recorded."""
         return self.action or ("opened" if self.opened else "recorded")
+
+
+def sender_times(alert: Alert, *, now: datetime, max_age: timedelta) -> Alert:
+    """The alert with its sender's times as far as they are believed: a time ahead of `now` (the
+    sender's clock runs fast) is `now`; one older than `max_age` (a clock far off, a zero time the
+    sender did not mean) is dropped, so the receive time stands in. An incident never opens in the
+    future, and a stray year cannot stretch MTTR or MTTD over centuries."""
+
+    def believed(at: datetime | None) -> datetime | None:
+        return None if at is None or at < now - max_age else min(at, now)
+
+    starts, ends = believed(alert.starts_at), believed(alert.ends_at)
+    if (starts, ends) == (alert.starts_at, alert.ends_at):
+        return alert
+    return replace(alert, starts_at=starts, ends_at=ends)
 
 
 def _resolves(incident: Incident, key: str) -> str | None:

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.intake import domain, heartbeats
@@ -30,6 +30,7 @@ from shared.events import (
     Event,
     IntegrationRequestRefused,
 )
+from shared.policy.intake import IntakePolicy
 from shared.store import ConcurrencyError, EventStore, StoreUnavailable, Write
 
 MAX_CONFLICT_RETRIES = 100
@@ -101,6 +102,7 @@ class Staging:
     async def decide(
         self, alert: Alert, *, now: datetime, new_id: str, windows: Sequence[Window]
     ) -> Decision:
+        alert = domain.sender_times(alert, now=now, max_age=self.intake.sender_max_age)
         if alert.replay_id:
             if await self.seen(alert.replay_id):
                 return Decision("", [], [], opened=False, action="duplicate")
@@ -147,6 +149,7 @@ class Intake:
     new_id: Callable[[], str]
     registry: Registry = field(default_factory=Registry)
     static_windows: Sequence[Window] = ()
+    sender_max_age: timedelta = timedelta(seconds=IntakePolicy().sender_time_max_age_seconds)
     in_flight: int = 0
     _catching_up: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pending: dict[str, Pending] = field(default_factory=dict)

@@ -108,6 +108,13 @@ class IntakePolicy(BaseModel):
     raw_max_bytes: int = Field(default=16 * 1024, ge=256, le=512 * 1024)
     heartbeat_timeout_seconds: int = Field(default=300, ge=1, le=7 * 86400)
     default_service: str = Field(default="default", min_length=1, max_length=255)
+    sender_time_max_age_seconds: int = Field(
+        default=7 * 86400,
+        ge=0,
+        le=366 * 86400,
+        description="A sender's start or end time older than this on arrival is not trusted: the "
+        "receive time stands in (a time ahead of the receive time is taken as the receive time)",
+    )
 
     def grouping_for(self, source_type: str) -> Grouping:
         return self.grouping.get(source_type, Grouping(by=GroupBy.NONE))

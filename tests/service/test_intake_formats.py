@@ -4,7 +4,7 @@ incidents, repeats, groupings and resolutions, and the sender's own times."""
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from shared.events import AlertAttached, AlertChangeRecorded, IncidentOpened, In
 from tests.service.test_intake_support import (
     ADMIN,
     KEY,
+    START,
     bearer,
     fixture,
     fixture_json,
@@ -41,6 +42,7 @@ async def test_alertmanager_fixtures_open_group_repeat_and_resolve() -> None:
         r = await i.client.post(AM, content=fixture("alertmanager_webhook_01_firing_DiskFull.json"))
         assert r.json()["alerts"][0]["action"] == "repeated"
 
+        i.clock.advance(minutes=2)  # the resolve arrives after its endsAt (11:40:23)
         r = await i.client.post(AM, content=fixture("alertmanager_webhook_03_resolved_DiskFull.json"))
         assert r.json()["alerts"][0]["action"] == "resolved"
         history = await i.store.read(f"incident-{disk['incident_id']}")
@@ -326,24 +328,23 @@ def datadog(transition: str, date_ms: int, **extra: str) -> dict[str, Any]:
 
 
 async def test_datadog_template_opens_repeats_and_resolves_on_the_cycle_key() -> None:
+    now_ms = int(START.timestamp() * 1000)  # Datadog's epoch milliseconds, as the intake clock's now
     async with intake() as i:
-        r = await i.client.post("/v1/alerts/datadog", json=datadog("Triggered", 1_763_800_000_000))
+        r = await i.client.post("/v1/alerts/datadog", json=datadog("Triggered", now_ms - 600_000))
         opened = r.json()["alerts"][0]
         assert opened["action"] == "opened"
-        r = await i.client.post("/v1/alerts/datadog", json=datadog("Re-Triggered", 1_763_800_300_000))
+        r = await i.client.post("/v1/alerts/datadog", json=datadog("Re-Triggered", now_ms - 300_000))
         assert r.json()["alerts"][0]["action"] == "repeated"
-        r = await i.client.post("/v1/alerts/datadog", json=datadog("Recovered", 1_763_800_600_000))
+        r = await i.client.post("/v1/alerts/datadog", json=datadog("Recovered", now_ms))
         assert r.json()["alerts"][0]["action"] == "resolved"
         history = await i.store.read(f"incident-{opened['incident_id']}")
         first, last = history[0].event, history[-1].event
         assert isinstance(first, IncidentOpened) and first.service == "checkout" and first.severity == "high"
-        assert first.occurred_at == datetime.fromtimestamp(1_763_800_000, tz=UTC)  # Datadog's date
-        assert isinstance(last, IncidentResolved) and last.occurred_at == datetime.fromtimestamp(
-            1_763_800_600, tz=UTC
-        )
+        assert first.occurred_at == START - timedelta(minutes=10)  # Datadog's date
+        assert isinstance(last, IncidentResolved) and last.occurred_at == START
         # A new cycle (new $ALERT_CYCLE_KEY) is a new alert, and a new incident.
         r = await i.client.post(
-            "/v1/alerts/datadog", json=datadog("Triggered", 1_763_900_000_000, cycle_key="c2")
+            "/v1/alerts/datadog", json=datadog("Triggered", now_ms + 1000, cycle_key="c2")
         )
         assert r.json()["alerts"][0]["action"] == "opened"
 

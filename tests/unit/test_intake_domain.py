@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.intake import domain, lifecycle
 from services.intake.domain import Alert, AlertKey, Incident, Status
 from shared.errors import Conflict, NotFound
-from shared.events import AlertStatus, Event, Severity
+from shared.events import AlertStatus, Event, IncidentOpened, Severity
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 STARTED = datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
@@ -45,6 +45,27 @@ def test_a_new_key_opens_an_incident_and_says_why() -> None:
     assert types(d.incident_events) == ["IncidentOpened", "AlertAttached"]
     assert "no open incident" in getattr(d.incident_events[1], "reason")
     assert d.incident_events[0].occurred_at == STARTED  # the sender's time, not receipt
+
+
+@pytest.mark.parametrize(
+    ("sent", "believed"),
+    [
+        (STARTED, STARTED),  # minutes ago: the sender's time
+        (NOW - timedelta(days=7), NOW - timedelta(days=7)),  # as old as the policy believes
+        (NOW - timedelta(days=7, seconds=1), None),  # older: the receive time stands in
+        (datetime(2, 1, 1, tzinfo=UTC), None),  # a clock far off
+        (NOW + timedelta(seconds=3), NOW),  # a fast clock: never opened in the future
+        (datetime(9999, 1, 1, tzinfo=UTC), NOW),
+    ],
+)
+def test_a_senders_times_are_believed_within_bounds(sent: datetime, believed: datetime | None) -> None:
+    week = timedelta(days=7)
+    firing = domain.sender_times(alert(starts_at=sent), now=NOW, max_age=week)
+    resolved = domain.sender_times(alert(status=AlertStatus.RESOLVED, ends_at=sent), now=NOW, max_age=week)
+    assert (firing.starts_at, resolved.ends_at) == (believed, believed)
+    opened = domain.receive(AlertKey(), Incident(), firing, now=NOW, new_id="i1").incident_events[0]
+    assert isinstance(opened, IncidentOpened)
+    assert (opened.occurred_at, opened.detected_at) == (believed or NOW, believed)
 
 
 def test_a_repeat_in_an_open_incident_bumps_the_counter_and_opens_nothing() -> None:
