@@ -408,14 +408,15 @@ def mean_per_incident(now: datetime, samples: int = 2000) -> float:
 
 
 def incidents(events: int, *, now: datetime, span: timedelta, seed: int) -> Iterator[Recorded]:
-    """Incidents spread over [now - span, now) until they hold at least `events` events."""
+    """Incidents spread over [now - span, now) until they hold at least `events` events, or the
+    span is full (the latest incidents have only their events up to `now`: a few short at most)."""
     rnd = random.Random(seed)
     planned = max(1, round(events / mean_per_incident(now)))
     gap = span / planned
     start = now - span
     total = n = 0
-    while total < events:
-        got = incident(n, rnd, start + gap * n + gap * rnd.random(), now)
+    while total < events and (opened := start + gap * n + gap * rnd.random()) < now:
+        got = incident(n, rnd, opened, now)
         total += sum(map(len, got.values()))
         n += 1
         yield got
