@@ -10,7 +10,6 @@ from typing import Any
 
 from services.comms import cadence, directory, domain
 from services.comms.delivery import comms_stream, notification_stream, progress
-from services.comms.follow import LogViews
 from services.comms.recipients import Recipients
 from services.comms.templates import Templates
 from shared.aggregates import Aggregates
@@ -18,6 +17,7 @@ from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.errors import Conflict, NotFound
 from shared.events import Event, NotificationPlanned, NotificationRetryRequested, StatusUpdatePublished
+from shared.logviews import LogViews
 from shared.policy.comms import CommsPolicy
 from shared.store import ConcurrencyError, EventStore, Write
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.comms import cadence, domain
-from services.comms.follow import LogViews
 from services.comms.recipients import Recipients
 from shared.clock import Clock
 from shared.envelope import Envelope
 from shared.events import UpdateCadenceStarted
+from shared.logviews import LogViews
 from shared.policy.comms import CommsPolicy
 from shared.store import EventStore
 

@@ -12,6 +12,7 @@ from services.triage.problems_api import problem_routes
 from services.triage.timers import Timers, TriageIndex
 from shared.bus.base import Bus
 from shared.clock import Clock, system_clock
+from shared.logviews import LogViews
 from shared.policy import Policy, load_policy
 from shared.service import Wiring, build_app
 from shared.settings import Settings
@@ -37,9 +38,10 @@ def create_app(
     if clock is None:
         clock = system_clock
     handlers = TriageHandlers(store, policy.triage, clock)
-    index = TriageIndex(handlers)
+    log = LogViews(store)  # triage's own log, read once for the timers' index and paging
+    index = TriageIndex(handlers, log)
     timers = Timers(index)
-    paging = paging_for(settings, policy.oncall, handlers, clock)  # on-call: escalations and pages
+    paging = paging_for(settings, policy.oncall, handlers, clock, log)  # on-call: escalations and pages
     wiring = Wiring(
         name="triage",
         settings=settings,

@@ -14,7 +14,6 @@ from typing import Literal, TypeVar
 
 from services.triage import domain, major, problems
 from services.triage.activity import ServiceActivity, evolve_activity
-from services.triage.ownlog import OwnLog
 from services.triage.problems import Problem, evolve_problem
 from services.triage.state import Triage, evolve
 from shared.aggregates import Aggregates
@@ -81,7 +80,6 @@ class TriageHandlers:
             self.store, constant(ServiceActivity()), evolve_activity
         )
         self.problems: Aggregates[Problem] = Aggregates(self.store, constant(Problem()), evolve_problem)
-        self.log = OwnLog(self.store)  # the timer workers follow triage's log through it
         self._memo: OrderedDict[str, tuple[int, tuple[Event, ...], Triage]] = OrderedDict()
 
     # --- reactions to intake's events ----------------------------------------------------------

@@ -24,7 +24,7 @@ from services.triage.state import Triage, evolve
 from shared.acklinks import AckClaim, sign_ack
 from shared.aggregates import Aggregates
 from shared.clock import Clock
-from shared.envelope import Checkpoint, Envelope
+from shared.envelope import Envelope
 from shared.events import (
     EscalationStarted,
     EscalationStopped,
@@ -38,10 +38,11 @@ from shared.events import (
     OnCallOverrideRemoved,
     PageRequested,
 )
+from shared.logviews import LogViews
 from shared.policy.oncall import OnCallPolicy, Override
 from shared.service import credentials_from
 from shared.settings import Settings
-from shared.store import START, ConcurrencyError, EventStore, Write
+from shared.store import ConcurrencyError, EventStore, Write
 
 PREFIX = "escalation-"
 OVERRIDES = "oncall-schedule-"
@@ -68,17 +69,18 @@ class Paging:
     secret: str
     base_url: str
     clock: Clock
+    log: LogViews
+    """The process's reader of triage's log (shared with the timers)."""
     poll: float = 0.25
-    at: Checkpoint = START
     escalations: dict[str, Escalation] = field(default_factory=dict)
     due: DueTimes = field(default_factory=DueTimes)
     history: list[Event] = field(default_factory=list)
     overrides: dict[str, dict[str, OnCallOverrideAdded]] = field(default_factory=dict)
     _effective: OnCallPolicy | None = None
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.loads: Aggregates[Escalation] = Aggregates(self.store, constant(Escalation()), escalation.evolve)
+        self.log.add(self._fold)
 
     @property
     def store(self) -> EventStore:
@@ -160,19 +162,18 @@ class Paging:
 
     async def catch_up(self) -> None:
         """Fold every escalation appended since the last call (the first reads the whole log)."""
-        async with self._lock:
-            while page := await self.handlers.log.read_all(after=self.at, limit=1000):
-                for env in page:
-                    if env.stream.startswith(PREFIX):
-                        incident_id = env.stream.removeprefix(PREFIX)
-                        state = escalation.evolve(self.escalations.get(incident_id, Escalation()), env.event)
-                        self.escalations[incident_id] = state
-                        if isinstance(env.event, EscalationStarted | EscalationStopped | PageRequested):
-                            self.history.append(env.event)  # what the on-call report counts
-                        self.due.set(incident_id, escalation.due(state))
-                    elif env.stream.startswith(OVERRIDES):
-                        self._override(env.event)
-                    self.at = env.checkpoint
+        await self.log.catch_up()
+
+    def _fold(self, env: Envelope) -> None:
+        if env.stream.startswith(PREFIX):
+            incident_id = env.stream.removeprefix(PREFIX)
+            state = escalation.evolve(self.escalations.get(incident_id, Escalation()), env.event)
+            self.escalations[incident_id] = state
+            if isinstance(env.event, EscalationStarted | EscalationStopped | PageRequested):
+                self.history.append(env.event)  # what the on-call report counts
+            self.due.set(incident_id, escalation.due(state))
+        elif env.stream.startswith(OVERRIDES):
+            self._override(env.event)
 
     def _override(self, event: Event) -> None:
         match event:
@@ -228,11 +229,13 @@ class Paging:
             when = self.next_due()
             if when is not None:
                 wait = min(wait, max((when - self.clock()).total_seconds(), 0.0))
-            await self.store.wait_for_append(max(wait, 0.05), after=self.at)
+            await self.store.wait_for_append(max(wait, 0.05), after=self.log.at)
 
 
-def paging_for(settings: Settings, policy: OnCallPolicy, handlers: TriageHandlers, clock: Clock) -> Paging:
+def paging_for(
+    settings: Settings, policy: OnCallPolicy, handlers: TriageHandlers, clock: Clock, log: LogViews
+) -> Paging:
     """Paging as triage's app runs it: links signed with the secret every service holds, pointing
     at intake's public URL."""
     base = policy.ack_base_url or f"http://{settings.host}:{settings.intake_port}"
-    return Paging(handlers, policy, credentials_from(settings).secret, base, clock)
+    return Paging(handlers, policy, credentials_from(settings).secret, base, clock, log)

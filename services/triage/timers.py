@@ -18,9 +18,10 @@ from services.triage.handlers import TriageHandlers, triage_stream
 from services.triage.problems import Problem, evolve_problem
 from services.triage.schedule import DueTimes
 from services.triage.state import Triage, evolve
-from shared.envelope import Checkpoint, Envelope
+from shared.envelope import Envelope
 from shared.events import ProblemSuggested
-from shared.store import START, ConcurrencyError, Write
+from shared.logviews import LogViews
+from shared.store import ConcurrencyError, Write
 
 INCIDENT_PREFIX = "triage-"
 PROBLEM_PREFIX = "problem-"
@@ -31,20 +32,19 @@ class TriageIndex:
     """Triage's own log folded in memory: every incident, problem and problem suggestion."""
 
     handlers: TriageHandlers
-    at: Checkpoint = START
+    log: LogViews
+    """The process's reader of triage's log (shared with paging)."""
     incidents: dict[str, Triage] = field(default_factory=dict)
     problems: dict[str, Problem] = field(default_factory=dict)
     suggestions: list[ProblemSuggested] = field(default_factory=list)
     due: DueTimes = field(default_factory=DueTimes)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.log.add(self._apply)
 
     async def catch_up(self) -> None:
         """Fold everything appended since the last call (the first call reads the whole log)."""
-        async with self._lock:
-            while page := await self.handlers.log.read_all(after=self.at, limit=1000):
-                for env in page:
-                    self._apply(env)
-                    self.at = env.checkpoint
+        await self.log.catch_up()
 
     def _apply(self, env: Envelope) -> None:
         if env.stream.startswith(INCIDENT_PREFIX):
@@ -100,4 +100,4 @@ class Timers:
             when = self.index.next_due()
             if when is not None:
                 wait = min(wait, max((when - self.index.handlers.clock()).total_seconds(), 0.0))
-            await self.index.handlers.store.wait_for_append(max(wait, 0.05), after=self.index.at)
+            await self.index.handlers.store.wait_for_append(max(wait, 0.05), after=self.index.log.at)

@@ -27,6 +27,7 @@ from shared.events import (
     PageRequested,
     Severity,
 )
+from shared.logviews import LogViews
 from shared.policy import Policy, parse_policy
 from shared.settings import Settings
 from shared.store import EventStore, append, open_store
@@ -174,7 +175,9 @@ async def test_the_chain_pages_escalates_once_across_a_restart_and_stops_on_ackn
         ]
         # a second worker on the same store (another instance) finds nothing left to do
         assert await app.state.paging.tick() == 0
-        assert await Paging(app.state.paging.handlers, POLICY.oncall, SECRET, "http://x", clock).tick() == 0
+        handlers = app.state.paging.handlers
+        other = Paging(handlers, POLICY.oncall, SECRET, "http://x", clock, LogViews(handlers.store))
+        assert await other.tick() == 0
 
         await intake_event(intake, IncidentAcknowledged(incident_id="inc-1", by="lead", occurred_at=clock()))
         stopped = await eventually(until(6, app))

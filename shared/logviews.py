@@ -1,9 +1,9 @@
-"""Comms' own log, read once per process for every in-memory view kept from it.
+"""A service's own log, read once per process for every in-memory view kept from it.
 
-The notification index, the timers and the recipients' counts all fold the same events: one reader
-parses each event once and hands it to each of them, instead of each following the log on its own.
-Whoever needs the views current (a decision, a timer tick) catches up first; between times the
-worker follows appends as they land.
+Views that fold the same log (comms' notification index, timers and recipients' counts; triage's
+timer index and paging) are handed each event once by one reader, instead of each following the
+log on its own and parsing it again. Whoever needs the views current (a decision, a timer tick, an
+API read) catches up first; between times a worker follows appends as they land.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ class LogViews:
         self._lock = asyncio.Lock()
 
     def add(self, fold: Fold) -> None:
-        """Fold every event from now on into one more view (added before the first catch-up)."""
+        """Fold every event into one more view: added before the first catch-up, or it would
+        miss what was folded already."""
+        if self.at != START:
+            raise RuntimeError("a view added after the log was read would miss its start")
         self.folds.append(fold)
 
     async def catch_up(self) -> None:
