@@ -28,7 +28,7 @@ from shared.policy.analytics import AnalyticsPolicy
 from shared.store import START, Committed, StoreUnavailable, Tracking, Write
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SOURCE_RANK = {"intake": 0, "triage": 1, "comms": 2, "analytics": 3}
 
 SCHEMA = """
@@ -76,7 +76,11 @@ CREATE TABLE IF NOT EXISTS timeline (
     at TEXT NOT NULL,
     rank INTEGER NOT NULL,
     position INTEGER NOT NULL,
-    doc BLOB NOT NULL
+    type TEXT NOT NULL,
+    by TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    why TEXT,
+    source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, at, rank, position);
 CREATE TABLE IF NOT EXISTS handled (
@@ -142,24 +146,34 @@ def incident_row(v: IncidentView, policy: AnalyticsPolicy) -> tuple[Any, ...]:
 
 
 def timeline_row(e: TimelineEntry) -> tuple[Any, ...]:
-    at = e.at.isoformat()  # once: the sortable form is the same text where the instant is in UTC
-    doc = {
-        "event_id": e.event_id,
-        "type": e.type,
-        "at": at,
-        "by": e.by,
-        "summary": e.summary,
-        "why": e.why,
-        "source": e.source,
-    }  # `TimelineEntry.to_json`, inline: a rebuild makes a million
     return (
         e.event_id,
         e.incident_id,
-        at if e.at.tzinfo is UTC else utc(e.at),
+        e.at.isoformat() if e.at.tzinfo is UTC else utc(e.at),
         SOURCE_RANK.get(e.source, 9),
         e.position,
-        orjson.dumps(doc),
+        e.type,
+        e.by,
+        e.summary,
+        e.why,
+        e.source,
     )
+
+
+TIMELINE_COLUMNS = (
+    "event_id",
+    "incident_id",
+    "at",
+    "rank",
+    "position",
+    "type",
+    "by",
+    "summary",
+    "why",
+    "source",
+)
+SHOWN = ("event_id", "type", "at", "by", "summary", "why", "source")
+"""A timeline entry as the API shows it (`TimelineEntry.to_json`, the instant in UTC)."""
 
 
 INCIDENT_COLUMNS = (
@@ -197,7 +211,8 @@ def policy_key(policy: AnalyticsPolicy) -> str:
 
 
 INSERT_TIMELINE = (
-    "INSERT OR IGNORE INTO timeline (event_id, incident_id, at, rank, position, doc) VALUES (?,?,?,?,?,?)"
+    f"INSERT OR IGNORE INTO timeline ({', '.join(TIMELINE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(TIMELINE_COLUMNS))})"
 )
 
 
@@ -565,10 +580,11 @@ class ReadStore:
 
     async def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         rows = await self._query(
-            "SELECT doc FROM timeline WHERE incident_id = ? ORDER BY at, rank, position, event_id",
+            f"SELECT {', '.join(SHOWN)} FROM timeline WHERE incident_id = ? "
+            "ORDER BY at, rank, position, event_id",
             (incident_id,),
         )
-        return [orjson.loads(r[0]) for r in rows]
+        return [dict(zip(SHOWN, r, strict=True)) for r in rows]
 
     async def revoked_tokens(self) -> set[str]:
         return {r[0] for r in await self._query("SELECT token_id FROM revoked_tokens", ())}
@@ -585,13 +601,13 @@ class ReadStore:
         """The whole projected state in a canonical order (what a rebuild must reproduce)."""
         incidents = await self._query(f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents ORDER BY id", ())
         timeline = await self._query(
-            "SELECT event_id, incident_id, at, rank, position, doc FROM timeline ORDER BY event_id", ()
+            f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM timeline ORDER BY event_id", ()
         )
         checkpoints = await self._query(
             "SELECT consumer, tx, position FROM checkpoints ORDER BY consumer", ()
         )
         return {
             "incidents": [(*r[:-1], orjson.loads(r[-1])) for r in incidents],
-            "timeline": [(*r[:-1], orjson.loads(r[-1])) for r in timeline],
+            "timeline": timeline,
             "checkpoints": checkpoints,
         }

@@ -47,7 +47,8 @@ def events_url(settings: Settings) -> str:
 class Replayed:
     views: dict[str, IncidentView] = field(default_factory=dict)
     entries: list[TimelineEntry] = field(default_factory=list)
-    handled: list[tuple[str, str]] = field(default_factory=list)
+    handled: dict[str, list[str]] = field(default_factory=dict)
+    """Event ids handled, per consumer name (one per source)."""
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
     freshness: dict[str, tuple[str, str]] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
@@ -72,6 +73,7 @@ async def replay(
         name = tracking_name(consumer, source)
         at: Checkpoint = START
         count = 0
+        handled = state.handled.setdefault(name, [])
         ahead = asyncio.ensure_future(store.read_all(after=at, limit=page))
         try:
             while batch := await ahead:
@@ -81,7 +83,7 @@ async def replay(
                 await asyncio.sleep(0)  # let it reach the store's thread before the fold holds this one
                 for env in batch:
                     state.fold(Fact.of(env))
-                    state.handled.append((name, env.id))
+                    handled.append(env.id)
                 count += len(batch)
                 state.freshness[source] = (utc(last.recorded_at), utc(last.occurred_at))
         finally:
@@ -97,7 +99,7 @@ async def write(state: Replayed, reads: ReadStore) -> None:
     await reads.load(
         sorted(state.views.values(), key=attrgetter("id")),
         sorted(state.entries, key=attrgetter("event_id")),
-        sorted(state.handled),
+        ((name, i) for name in sorted(state.handled) for i in sorted(state.handled[name])),
         state.checkpoints,
         state.freshness,
     )
