@@ -59,6 +59,7 @@ from shared.store.base import (
     Tracking,
     Write,
 )
+from shared.store.kept import Kept
 
 UNAVAILABLE: Final[tuple[type[BaseException], ...]] = (
     OSError,  # refused, reset, unreachable
@@ -232,6 +233,7 @@ class PostgresStore:
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_guard = asyncio.Lock()
         self._held: set[str] = set()
+        self._kept = Kept()  # what this process committed lately, handed back on reads
         self._sql_heads = (  # the xid is taken while this runs, after its snapshot was: see the docstring
             "SELECT coalesce(h.version, 0), coalesce(h.tx > me.tx, false)"
             " FROM (SELECT pg_current_xact_id() AS tx) AS me CROSS JOIN"
@@ -323,6 +325,8 @@ class PostgresStore:
             outcomes = await self._run_batch(batch)
             carry = []
             for i, (request, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                if outcome.committed is not None:
+                    self._kept.keep(outcome.committed.envelopes)
                 if outcome.deferred and request.deferrals < MAX_DEFERRALS:
                     request.deferrals += i == 0  # a later one moves up, so it is bound to lead a batch
                     carry.append(request)
@@ -580,7 +584,7 @@ class PostgresStore:
             stream,
             after_version,
         )
-        return [row_to_envelope(r) for r in rows]
+        return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         rows = await self._fetch(
@@ -592,7 +596,7 @@ class PostgresStore:
             after[1],
             limit,
         )
-        return [row_to_envelope(r) for r in rows]
+        return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
 
     async def checkpoint(self, consumer: str) -> Checkpoint:
         rows = await self._fetch(

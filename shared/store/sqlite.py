@@ -32,6 +32,7 @@ from shared.store.base import (
     Tracking,
     Write,
 )
+from shared.store.kept import Kept
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -63,9 +64,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 COLUMNS = (
     "position, id, stream, version, data, source, correlation_id, causation_id, schema_version, recorded_at"
 )
-
-KEEP = 4096
-"""Envelopes committed lately kept for reading back (a few seconds of a busy service's appends)."""
 
 Request = tuple[Sequence[Write], Tracking | None, "asyncio.Future[Committed]"]
 
@@ -100,10 +98,7 @@ class SqliteStore:
         self._task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._last_position = 0
-        self._kept: dict[int, Envelope] = {}
-        """The envelopes this process committed lately, by position: read back (by a follower of
-        this log, a consumer in the same process, an aggregate's load) they are handed out as they
-        are instead of being parsed again from their rows."""
+        self._kept = Kept()
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -181,7 +176,7 @@ class SqliteStore:
             for (_, _, future), result in zip(batch, results, strict=True):
                 if isinstance(result, Committed) and result.envelopes:
                     self._last_position = max(self._last_position, result.envelopes[-1].position)
-                    self._keep(result.envelopes)
+                    self._kept.keep(result.envelopes)
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -190,16 +185,6 @@ class SqliteStore:
                     future.set_result(result)
             self._appended.set()
             self._appended = asyncio.Event()
-
-    def _keep(self, envelopes: Sequence[Envelope]) -> None:
-        kept = self._kept
-        for env in envelopes:
-            kept[env.position] = env
-        while len(kept) > KEEP:
-            del kept[next(iter(kept))]  # the oldest first: kept in the order committed
-
-    def _envelope(self, row: tuple[Any, ...]) -> Envelope:
-        return self._kept.get(row[0]) or row_to_envelope(row)
 
     def _commit_batch(self, batch: list[Request]) -> list[Committed | BaseException]:
         conn = self._writer
@@ -309,14 +294,14 @@ class SqliteStore:
             ).fetchall()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot read {self.path}: {e}") from e
-        return [self._envelope(r) for r in rows]
+        return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         rows = await self._query(
             f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (after[1], limit),
         )
-        return [self._envelope(r) for r in rows]
+        return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
 
     async def checkpoint(self, consumer: str) -> Checkpoint:
         rows = await self._query("SELECT tx, position FROM checkpoints WHERE consumer = ?", (consumer,))
