@@ -11,6 +11,7 @@ from typing import Any
 
 from services.comms import cadence
 from services.comms.directory import Directory, Stakeholder
+from services.comms.held import Held
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
     ChannelTarget,
@@ -321,7 +322,7 @@ class RecipientState:
     """One recipient's recent notifications (id, when planned) and the ones held back for their digest."""
 
     recent: tuple[tuple[str, datetime], ...] = ()
-    pending: tuple[NotificationCoalesced, ...] = ()
+    pending: Held = field(default_factory=Held)
 
 
 def recipient_of(event: Event) -> str | None:
@@ -344,19 +345,16 @@ def evolve_recipient(state: RecipientState, event: Event) -> RecipientState:
     match event:
         case NotificationPlanned():
             done = set(event.digest_of)
-            pending = (
-                tuple(p for p in state.pending if p.notification_id not in done) if done else state.pending
-            )
+            pending = state.pending.without(done) if done else state.pending
             if any(nid == event.notification_id for nid, _ in state.recent):
                 return replace(state, pending=pending)
             return RecipientState((*state.recent, (event.notification_id, event.occurred_at))[-200:], pending)
         case RecipientNotified() if event.digest_of:
-            done = set(event.digest_of)
-            return replace(state, pending=tuple(p for p in state.pending if p.notification_id not in done))
+            return replace(state, pending=state.pending.without(set(event.digest_of)))
         case NotificationCoalesced():
-            if any(p.notification_id == event.notification_id for p in state.pending):
+            if event.notification_id in state.pending:
                 return state
-            return replace(state, pending=(*state.pending, event))
+            return replace(state, pending=state.pending.added(event))
         case _:
             return state
 
@@ -376,9 +374,8 @@ def held_until(
     taken for this very notification stands (its commit was retried: the count holds it already)."""
     if any(nid == notification_id for nid, _ in rs.recent):
         return None
-    for p in rs.pending:
-        if p.notification_id == notification_id:
-            return p.window_ends_at
+    if (held := rs.pending.get(notification_id)) is not None:
+        return held.window_ends_at
     if kind in policy.coalesce.exempt:
         return None
     if rs.pending:
