@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from services.triage.activity import ServiceActivity, evolve_activity, instant
+from services.triage.activity import ServiceActivity, instant
 from services.triage.state import Triage
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import (
@@ -208,30 +208,6 @@ def notice(
         calm = True
     found = _storm(incidents, alerts, policy)
     return seen, found if activity.storm_at is None or calm else None
-
-
-def note(
-    activity: ServiceActivity,
-    *,
-    service: str,
-    kind: Literal["incident", "alert"],
-    incident_id: str,
-    fingerprint: str,
-    at: datetime,
-    policy: TriagePolicy,
-) -> tuple[ServiceActivityRecorded, ServiceActivity, Storm | None]:
-    """`notice`, with the activity after the signal. Signals are recorded in time order, never
-    before the last."""
-    seen, found = notice(
-        activity,
-        service=service,
-        kind=kind,
-        incident_id=incident_id,
-        fingerprint=fingerprint,
-        at=at,
-        policy=policy,
-    )
-    return seen, evolve_activity(activity, seen), found
 
 
 def storm_proposal(state: Triage, found: Storm, now: datetime, policy: TriagePolicy) -> list[Event]:

@@ -231,9 +231,10 @@ def test_a_storm_is_reported_once_until_it_dies_down() -> None:
     def alert(minute: int) -> None:
         nonlocal state
         at = NOW + timedelta(minutes=minute)
-        _, state, found = major.note(
+        seen, found = major.notice(
             state, service="payments", kind="alert", incident_id="a", fingerprint="fp", at=at, policy=POLICY
         )
+        state = evolve_activity(state, seen)
         if found is not None:
             reports.append(minute)
             storm = StormDetected(
@@ -256,9 +257,10 @@ def test_a_storm_is_reported_once_until_it_dies_down() -> None:
 
 def test_signals_are_recorded_in_time_order() -> None:
     state = activity(("alert", 10, "a"))
-    seen, state, _ = major.note(
+    seen, _ = major.notice(
         state, service="payments", kind="alert", incident_id="b", fingerprint="", at=NOW, policy=POLICY
     )
+    state = evolve_activity(state, seen)
     assert seen.occurred_at == NOW + timedelta(minutes=10)
     assert list(state.alert_times) == [NOW + timedelta(minutes=10)] * 2
 
