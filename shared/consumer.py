@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,6 +139,7 @@ async def deliver_page(
     checkpoint: bool = True,
     handled: Callable[[Envelope], None] | None = None,
     parallel: int = 32,
+    inputs: Collection[str] | None = None,
 ) -> None:
     """Deliver a page of events, with their commits in flight together.
 
@@ -159,6 +160,9 @@ async def deliver_page(
     log); Kafka commits offsets instead, and learns through `handled` which events are done: it is
     called with each event once its effects (or its dead letter) are in the store, or were before.
 
+    `inputs`: the event types the handler acts on (None: all). Any other event is passed over: no
+    handler, no tracking record (it would have no effects however often it came), `handled` at once.
+
     StoreUnavailable (and a conflict that outlasts `retry.conflict_retries`) stops that incident's
     events there; the other incidents go on as far as they can, every commit sent is waited for (so
     `handled` tells what committed), then the error is raised. Delivering the page again changes
@@ -168,8 +172,12 @@ async def deliver_page(
         return
     name = consumer if callable(consumer) else _named(consumer)
     incidents: dict[str | None, list[Envelope]] = {}
+    passed_over: list[Envelope] = []
     for env in page:
-        incidents.setdefault(env.partition_key, []).append(env)
+        if inputs is None or env.type in inputs:
+            incidents.setdefault(env.partition_key, []).append(env)
+        else:
+            passed_over.append(env)
     handlers = asyncio.Semaphore(parallel)
     writing: dict[str, list[tuple[Envelope, asyncio.Task[Committed]]]] = {}
     submitted: list[tuple[Envelope, asyncio.Task[Committed]]] = []
@@ -180,6 +188,9 @@ async def deliver_page(
     def done(env: Envelope) -> None:
         if handled is not None:
             handled(env)
+
+    for env in passed_over:
+        done(env)
 
     async def fallback(env: Envelope, *, failed: int) -> None:
         try:

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +54,9 @@ class Wiring:
     bus: Bus | None = None
     sources: Sequence[str] = ()
     handler: Handler | None = None
+    inputs: Collection[str] | None = None
+    """The event types `handler` acts on (None: every type); the bus passes over the others. A
+    TokenRevoked always reaches the consumer (`honouring_revocations`)."""
     workers: dict[str, Worker] = field(default_factory=dict)
     relay: bool = True
     credentials: Credentials | None = None
@@ -123,7 +126,8 @@ async def consume(w: Wiring, handler: Handler) -> None:
             w.settings.kafka_partitions,
             namespace=w.settings.kafka_namespace,
         )
-    await w.bus.run(w.name, w.sources, handler, w.store)
+    inputs = None if w.inputs is None else {*w.inputs, TokenRevoked.__name__}
+    await w.bus.run(w.name, w.sources, handler, w.store, inputs)
 
 
 async def relay(w: Wiring) -> None:

@@ -20,6 +20,7 @@ from services.comms.channels import (
     WebhookChannel,
 )
 from services.comms.delivery import Delivery, NotificationIndex
+from services.comms.domain import inputs
 from services.comms.handlers import CommsHandlers
 from services.comms.templates import Templates
 from services.comms.timers import Timers
@@ -109,6 +110,7 @@ def create_app(
         bus=bus,
         sources=SOURCES,
         handler=handlers.on_event,
+        inputs=inputs(comms),
         workers={"delivery": delivery.run, "views": handlers.log.run, "timers": timers.run},
         exclusive=frozenset({"delivery"}),  # one sender per notification across instances
         resources=[client],

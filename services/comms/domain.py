@@ -177,11 +177,15 @@ OBSERVED = frozenset(
 """The input kinds that may change comms' view of an incident (`observe`)."""
 
 
+def inputs(policy: CommsPolicy) -> frozenset[str]:
+    """The input kinds that can change anything comms records: its view of the incident (and with
+    it the cadence), or a notification. Most of what intake and triage record (alerts attached, SLA
+    targets, activity) cannot: the bus passes it over, and the handler would too."""
+    return OBSERVED | policy.triggers.keys() | {"PageRequested"}
+
+
 def relevant(kind: str, policy: CommsPolicy) -> bool:
-    """Whether an input event of this kind can change anything comms records: its view of the
-    incident (and with it the cadence), or a notification. Most of what intake and triage record
-    (alerts attached, SLA targets, activity) cannot, and is passed over without loading anything."""
-    return kind in OBSERVED or kind in policy.triggers or kind == "PageRequested"
+    return kind in inputs(policy)
 
 
 def observe(state: CommsIncident, fact: Fact) -> IncidentContextUpdated | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.triage.handlers import TriageHandlers
+from services.triage.handlers import INPUTS, TriageHandlers
 from services.triage.incidents_api import routes
 from services.triage.oncall_api import oncall_routes
 from services.triage.paging import paging_for
@@ -50,6 +50,7 @@ def create_app(
         bus=bus,
         sources=["intake"],
         handler=paging.on_event,  # triage's handler, then escalations start and stop
+        inputs=INPUTS,
         workers={"timers": timers.run, "paging": paging.run},
     )
     app = build_app(

@@ -65,6 +65,22 @@ def constant(value: S) -> Callable[[], S]:
     return lambda: value
 
 
+INPUTS = frozenset(
+    cls.__name__
+    for cls in (
+        IncidentOpened,
+        AlertAttached,
+        AlertRepeated,
+        IncidentAcknowledged,
+        IncidentResolved,
+        IncidentClosed,
+        IncidentPutOnHold,
+        IncidentResumed,
+        IncidentReopened,
+    )
+)
+"""The intake events `TriageHandlers.decide` acts on; the bus passes over the rest (AlertObserved, say)."""
+
 MEMO = 1024  # decisions remembered for a handler run again (the consumer re-runs one whose streams moved)
 
 

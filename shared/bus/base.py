@@ -7,7 +7,7 @@ event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -33,10 +33,18 @@ class Bus(Protocol):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
+    async def run(
+        self,
+        consumer: str,
+        sources: Sequence[str],
+        handler: Handler,
+        store: Sink,
+        inputs: Collection[str] | None = None,
+    ) -> None:
         """Feed every event of the `sources` services to `handler`, forever (until cancelled).
 
-        `consumer` names the consuming service; its effects and tracking go to `store`.
+        `consumer` names the consuming service; its effects and tracking go to `store`. `inputs`:
+        the event types the handler acts on (None: every type); the others are passed over.
         """
         ...
 

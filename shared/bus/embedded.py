@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
@@ -52,12 +52,21 @@ class EmbeddedBus:
     def lag(self) -> dict[str, int]:
         return dict(self._lag)
 
-    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
+    async def run(
+        self,
+        consumer: str,
+        sources: Sequence[str],
+        handler: Handler,
+        store: Sink,
+        inputs: Collection[str] | None = None,
+    ) -> None:
         async with asyncio.TaskGroup() as tasks:
             for source in sources:
-                tasks.create_task(self._follow(consumer, source, handler, store))
+                tasks.create_task(self._follow(consumer, source, handler, store, inputs))
 
-    async def _follow(self, consumer: str, source: str, handler: Handler, store: Sink) -> None:
+    async def _follow(
+        self, consumer: str, source: str, handler: Handler, store: Sink, inputs: Collection[str] | None
+    ) -> None:
         name = tracking_name(consumer, source)
         log_store = self.sources[source]
         while True:
@@ -69,7 +78,9 @@ class EmbeddedBus:
                     if not page:
                         await log_store.wait_for_append(self.poll, after=at)
                         continue
-                    await deliver_page(page, consumer=name, handler=handler, store=store, retry=self.retry)
+                    await deliver_page(
+                        page, consumer=name, handler=handler, store=store, retry=self.retry, inputs=inputs
+                    )
                     at = page[-1].checkpoint
                     self._lag[source] = 0
             except (StoreUnavailable, ConcurrencyError) as e:  # not the event's fault: retry, never crash

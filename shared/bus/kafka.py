@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 
 from shared.bus.base import Handler, Sink, tracking_name
 from shared.consumer import RetryPolicy, SetAside, deliver_page
-from shared.envelope import Envelope
+from shared.envelope import TYPE_PREFIX, Envelope
 from shared.events import EventDeadLettered
 from shared.relay import dlq_topic, events_topic
 from shared.store import ConcurrencyError, StoreUnavailable, Tracking, Write
@@ -136,7 +136,14 @@ class KafkaBus:
 
     # --- consuming --------------------------------------------------------------------------
 
-    async def run(self, consumer: str, sources: Sequence[str], handler: Handler, store: Sink) -> None:
+    async def run(
+        self,
+        consumer: str,
+        sources: Sequence[str],
+        handler: Handler,
+        store: Sink,
+        inputs: Collection[str] | None = None,
+    ) -> None:
         topics = {events_topic(source, self.namespace): source for source in sources}
         delay = self.first_backoff
         while True:
@@ -153,7 +160,7 @@ class KafkaBus:
             try:
                 await kafka.start()
                 delay = self.first_backoff
-                await self._consume(kafka, positions, consumer, topics, handler, store)
+                await self._consume(kafka, positions, consumer, topics, handler, store, inputs)
             except KafkaError as error:
                 log.warning("kafka bus %s: %r; reconnecting in %.1fs", consumer, error, delay)
             finally:
@@ -174,6 +181,7 @@ class KafkaBus:
         topics: Mapping[str, str],
         handler: Handler,
         store: Sink,
+        inputs: Collection[str] | None,
     ) -> None:
         delay = self.first_backoff
         while True:
@@ -188,7 +196,9 @@ class KafkaBus:
             pause = False
             async with positions.busy:  # a rebalance waits for the fetch in hand, then takes its offsets
                 if positions.generation == generation:  # else revoked meanwhile: the new owner resumes
-                    pending = await self._deliver_fetch(batches, positions, consumer, topics, handler, store)
+                    pending = await self._deliver_fetch(
+                        batches, positions, consumer, topics, handler, store, inputs
+                    )
                     for tp, offset in pending.items():  # re-read from the first record not yet committed
                         kafka.seek(tp, offset)
                     pause = bool(pending)
@@ -208,11 +218,14 @@ class KafkaBus:
         topics: Mapping[str, str],
         handler: Handler,
         store: Sink,
+        inputs: Collection[str] | None = None,
     ) -> dict[Any, int]:
         """Deliver a fetch as one page (`shared.consumer.deliver_page`: commits in flight together, one
         incident's events in order) and move each partition's offset past the records committed in the
-        store without a gap. Returns, per partition left with records the store could not take now, the
-        first of them: the caller re-reads from there after a pause (what did commit is deduplicated)."""
+        store without a gap. A record whose type (its `ce_type` header) is not among `inputs` is passed
+        over without being decoded. Returns, per partition left with records the store could not take
+        now, the first of them: the caller re-reads from there after a pause (what did commit is
+        deduplicated)."""
         left: dict[Any, list[Any]] = {tp: list(records) for tp, records in batches.items() if records}
         for tp, records in left.items():
             positions.at.setdefault(tp, records[0].offset)
@@ -226,6 +239,10 @@ class KafkaBus:
                 name = tracking_name(consumer, source)
                 decoded.append([])
                 for record in records:
+                    kind = _type_of(record)
+                    if inputs is not None and kind is not None and kind not in inputs:
+                        committed.add((tp, record.offset))
+                        continue
                     try:
                         env = Envelope.from_json(record.value)
                     except UNDECODABLE as bad:  # set aside at once: it has no effects to keep in order
@@ -259,6 +276,7 @@ class KafkaBus:
                 set_aside=set_aside,
                 checkpoint=False,
                 handled=handled,
+                inputs=inputs,
             )
         except (StoreUnavailable, ConcurrencyError) as failure:
             error = RetryLater(f"{type(failure).__name__}: {failure}")
@@ -361,3 +379,11 @@ class KafkaBus:
         except (AssertionError, AttributeError, KafkaError):  # reassigned meanwhile: keep the last figures
             return
         self._lag.update(lag)
+
+
+def _type_of(record: Any) -> str | None:
+    """The event type a record's `ce_type` header names; None without one (decoded to find out)."""
+    for key, value in record.headers or ():
+        if key == "ce_type":
+            return bytes(value).decode(errors="replace").removeprefix(TYPE_PREFIX)
+    return None

@@ -24,7 +24,7 @@ from shared.bus.embedded import EmbeddedBus
 from shared.bus.kafka import KafkaBus
 from shared.consumer import RetryPolicy
 from shared.envelope import Envelope
-from shared.events import EventDeadLettered, IncidentAcknowledged
+from shared.events import EventDeadLettered, IncidentAcknowledged, IncidentResolved
 from shared.relay import RELAY_CONSUMER, Outbox, Relay, dlq_topic, ensure_topics, events_topic, make_producer
 from shared.store import START, ConcurrencyError, EventStore, StoreUnavailable, Tracking, Write
 from shared.store.memory import MemoryStore
@@ -93,6 +93,19 @@ class FlakyStore(MemoryStore):
         return await super().commit(writes, tracking=tracking)
 
 
+class TrackedSink(MemoryStore):
+    """A consumer store that notes which events it was given tracking records for."""
+
+    def __init__(self) -> None:
+        super().__init__(source=SINK)
+        self.tracked: list[str] = []
+
+    async def commit(self, writes: Sequence[Write], *, tracking: Tracking | None = None) -> Any:
+        if tracking is not None and tracking.event_id is not None:
+            self.tracked.append(tracking.event_id)
+        return await super().commit(writes, tracking=tracking)
+
+
 class World:
     """A source service's store, the bus to its events, and (in Kafka mode) the relay publishing them."""
 
@@ -126,11 +139,16 @@ class World:
 
     @asynccontextmanager
     async def consuming(
-        self, handler: Handler, sink: EventStore, *, group: str = "lynchpin"
+        self,
+        handler: Handler,
+        sink: EventStore,
+        *,
+        group: str = "lynchpin",
+        inputs: frozenset[str] | None = None,
     ) -> AsyncIterator[Bus]:
         """Run the bus for `sink`'s consumer while inside the block; surface a crashed bus as a failure."""
         async with self.bus(group) as bus:
-            task = asyncio.create_task(bus.run(SINK, [self.name], handler, sink))
+            task = asyncio.create_task(bus.run(SINK, [self.name], handler, sink, inputs))
             RUNNING.add(task)
             try:
                 yield bus
@@ -234,6 +252,30 @@ async def test_a_redelivered_event_changes_nothing(world: World) -> None:
         await asyncio.sleep(0.1)
     assert sorted(handler.calls[10:]) == sorted(handler.calls[:10])
     assert await sink.read_all(limit=1000) == before
+
+
+async def test_events_of_types_the_consumer_does_not_take_are_passed_over(world: World) -> None:
+    """Never handed to the handler, no tracking record; the events after them arrive, in order."""
+    sink = TrackedSink()
+    handler = Recorder()
+    published = await world.publish(
+        *(
+            ack(f"i{n % 2}", f"{n:02d}")
+            if n % 3
+            else IncidentResolved(incident_id=f"i{n % 2}", by="x", reason="fixed", occurred_at=T0)
+            for n in range(30)
+        )
+    )
+    taken = [e.id for e in published if isinstance(e.event, IncidentAcknowledged)]
+    async with world.consuming(handler, sink, inputs=frozenset({"IncidentAcknowledged"})) as bus:
+        await eventually(lambda: _count(sink, len(taken)), what=f"{len(taken)} seen events")
+        await eventually(lambda: _true(bus.lag().get(world.name) == 0), what="no lag once caught up")
+        await asyncio.sleep(0.2)  # nothing more trickles in
+    assert sorted(handler.calls) == sorted(taken)
+    assert sorted(sink.tracked) == sorted(taken)
+    for incident in ("i0", "i1"):
+        order = [e.event.by.split("|")[0] for e in await sink.read(f"seen-{incident}")]  # type: ignore[attr-defined]
+        assert order == [f"{n:02d}" for n in range(30) if n % 3 and f"i{n % 2}" == incident]
 
 
 async def test_a_poison_event_is_dead_lettered_with_its_reason_and_later_events_flow(world: World) -> None:

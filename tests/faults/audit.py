@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ import httpx
 
 from services.analytics.readstore import ReadStore
 from services.analytics.rebuild import read_store_path, rebuild
+from services.comms.domain import inputs as comms_inputs
+from services.triage.handlers import INPUTS as TRIAGE_INPUTS
 from shared.bus.base import tracking_name
 from shared.envelope import Checkpoint, Envelope
 from shared.events import (
@@ -32,7 +34,9 @@ from shared.events import (
     NotificationPlanned,
     NotificationSent,
     PriorityAssigned,
+    TokenRevoked,
 )
+from shared.policy import load_policy
 from shared.settings import Settings
 from shared.store import START, open_store
 from tests.faults.cluster import ADMIN
@@ -111,13 +115,30 @@ async def read_tracking(settings: Settings) -> Tracking:
     return out
 
 
-def behind(logs: Mapping[str, list[Envelope]], tracking: Tracking) -> dict[str, int]:
-    """Per consumer name (`comms<-intake`...), how many of its source's events it has not handled yet."""
+def inputs(settings: Settings) -> dict[str, Collection[str] | None]:
+    """The event types each consumer takes, as its app declares them (None: every type); the bus
+    passes the others over without a tracking record."""
+    policy = load_policy(settings.policy)
+    return {
+        "triage": {*TRIAGE_INPUTS, TokenRevoked.__name__},
+        "comms": {*comms_inputs(policy.comms), TokenRevoked.__name__},
+        "analytics": None,
+    }
+
+
+def behind(
+    logs: Mapping[str, list[Envelope]], tracking: Tracking, takes: Mapping[str, Collection[str] | None]
+) -> dict[str, int]:
+    """Per consumer name (`comms<-intake`...), how many of the source's events it takes it has not
+    handled yet."""
     out: dict[str, int] = {}
     for consumer, sources in FOLLOWS.items():
+        types = takes[consumer]
         for source in sources:
             name = tracking_name(consumer, source)
-            out[name] = sum(not tracking.covers(name, env) for env in logs[source])
+            out[name] = sum(
+                not tracking.covers(name, env) for env in logs[source] if types is None or env.type in types
+            )
     return out
 
 
@@ -137,7 +158,7 @@ async def settled(settings: Settings) -> tuple[bool, dict[str, int]]:
     """Every consumer has handled every event of its sources, and every notification has an outcome."""
     logs = await read_logs(settings)
     lag = {f"{s}_events": len(events) for s, events in logs.items()}
-    waiting = behind(logs, await read_tracking(settings))
+    waiting = behind(logs, await read_tracking(settings), inputs(settings))
     waiting["undelivered"] = undelivered(logs)
     return not any(waiting.values()), {**lag, **waiting}
 
