@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,14 @@ from shared.store import START, Committed, StoreUnavailable, Tracking, Write
 
 T = TypeVar("T")
 SCHEMA_VERSION = 4
+CHECKPOINT_EVERY = 500
+"""Commits between two checkpoints of the WAL into the file. Commits run on the event loop's thread
+with SQLite's automatic checkpoints off (one would stall the loop for its copy and fsync); the writing
+thread runs them instead, with a connection of its own, while commits wait: a checkpoint that runs
+beside new commits never catches up with them, and the WAL is only started again from its beginning
+after one that did."""
+
+log = logging.getLogger("lynchpin.analytics")
 SOURCE_RANK = {"intake": 0, "triage": 1, "comms": 2, "analytics": 3}
 
 SCHEMA = """
@@ -229,6 +238,9 @@ class ReadStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._commits = 0
         self.latest: dict[str, datetime] = {}
         """When the newest event handled from each source was recorded (for lag in seconds)."""
         self.generation = 0
@@ -257,6 +269,7 @@ class ReadStore:
             if not uri:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # `_checkpoint`, off the event loop
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 for table in TABLES:  # an older layout: start again from the beginning of the logs
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -280,10 +293,16 @@ class ReadStore:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         loop = asyncio.get_running_loop()
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])  # it logs its own failures
         if self._reader is not None and self._reader is not self._writer:
             await loop.run_in_executor(self._reader_pool, self._reader.close)
         if self._writer is not None:
+            if self._reader is not self._writer:
+                await loop.run_in_executor(self._writer_pool, self._checkpoint)
             await loop.run_in_executor(self._writer_pool, self._writer.close)
+        if self._checkpointer is not None:
+            await loop.run_in_executor(self._writer_pool, self._checkpointer.close)
         self._writer_pool.shutdown()
         self._reader_pool.shutdown()
 
@@ -321,8 +340,38 @@ class ReadStore:
     # --- writes -----------------------------------------------------------------------------
 
     async def commit(self, items: Sequence[Any], *, tracking: Tracking | None = None) -> Committed:
-        """Apply envelopes (and dead-letter records, as `Write`s) with their tracking record."""
-        return Committed(duplicate=await self._write(self._apply, list(items), tracking))
+        """Apply envelopes (and dead-letter records, as `Write`s) with their tracking record.
+
+        On the event loop's thread: a commit is a few indexed writes to pages in memory (no fsync:
+        the read store can always be filled again from the logs), and handing each of them to a
+        writing thread cost more than the work itself (the sqlite3 module lets go of the GIL around
+        every statement, and the thread taking it back from a busy loop is a context switch each time).
+        """
+        if self._reader is self._writer:  # in memory: one connection, used on its one thread
+            return Committed(duplicate=await self._write(self._apply, list(items), tracking))
+        async with self._lock:  # not in the middle of a load
+            try:
+                duplicate = self._apply(list(items), tracking)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"cannot write {self.path}: {e}") from e
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and (self._checkpointing is None or self._checkpointing.done()):
+            self._commits = 0
+            self._checkpointing = asyncio.create_task(self._checkpoint_between_commits())
+        return Committed(duplicate=duplicate)
+
+    async def _checkpoint_between_commits(self) -> None:
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the file, without waiting for anyone (PASSIVE)."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:  # the next one tries again; meanwhile the WAL grows
+            log.warning("analytics: cannot checkpoint %s: %s", self.path, e)
 
     async def _write(self, fn: Any, *args: Any) -> Any:
         async with self._lock:
@@ -414,6 +463,7 @@ class ReadStore:
             assert conn is not None
             cache = conn.execute("PRAGMA cache_size").fetchone()[0]
             conn.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
+            conn.execute("PRAGMA wal_autocheckpoint=1000")  # on this thread: the WAL stays small
             for index in SECONDARY_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
             for sql, rows in (
@@ -437,6 +487,7 @@ class ReadStore:
             conn.execute("COMMIT")
             conn.executescript(SCHEMA)  # the indexes again
             conn.execute(f"PRAGMA cache_size={int(cache)}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self.generation += 1
             self.epoch += 1
 
