@@ -8,6 +8,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from shared.web import server_options
+
 
 def create_app() -> FastAPI:
     app = FastAPI()
@@ -21,4 +23,4 @@ def create_app() -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(create_app(), host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+    uvicorn.run(create_app(), host="127.0.0.1", port=int(os.environ["PORT"]), **server_options("text"))

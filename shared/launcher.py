@@ -13,9 +13,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.bus.embedded import EmbeddedBus
-from shared.logging import configure, uvicorn_log_config
+from shared.logging import configure
 from shared.settings import SERVICES, Settings
 from shared.store import EventStore, open_store
+from shared.web import server_options
 
 
 def with_credentials(settings: Settings) -> Settings:
@@ -95,9 +96,8 @@ async def serve(settings: Settings) -> None:
                 app,
                 host=settings.host,
                 port=settings.port(name),
-                log_level="warning",
                 lifespan="on",
-                log_config=uvicorn_log_config(settings.log_format),
+                **server_options(settings.log_format),
             )
         )
         for name, app in apps.items()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import Credentials, Principal, Role
 from shared.clock import Clock
 from shared.errors import DomainError
+from shared.logging import uvicorn_log_config
 from shared.store import ConcurrencyError, StoreUnavailable
 
 PROBLEM = "application/problem+json"
@@ -252,3 +253,19 @@ Authenticated = Annotated[Principal, Depends(authenticate)]
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Responder = Annotated[Principal, Depends(require(Role.RESPONDER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle client connection stays open: longer than most clients keep one (httpx: 5 s), so
+that the client, not the server, closes it. A request sent just as the server closes the connection
+fails with a connection error, unread; with uvicorn's default of 5 s a busy event loop made that
+race likely for senders that keep connections open."""
+
+
+def server_options(fmt: Literal["text", "json"]) -> dict[str, Any]:
+    """The uvicorn options every service is served with, embedded or on its own."""
+    return {
+        "log_level": "warning",
+        "log_config": uvicorn_log_config(fmt),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uvicorn
 
 from services.comms.app import create_app
-from shared.logging import configure, uvicorn_log_config
+from shared.logging import configure
 from shared.settings import Settings
+from shared.web import server_options
 
 
 def main() -> None:
@@ -16,8 +17,7 @@ def main() -> None:
         create_app(settings),
         host=settings.host,
         port=settings.comms_port,
-        log_level="warning",
-        log_config=uvicorn_log_config(settings.log_format),
+        **server_options(settings.log_format),
     )
 
 
