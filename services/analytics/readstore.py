@@ -28,6 +28,8 @@ from shared.events import TokenRevoked
 from shared.policy.analytics import AnalyticsPolicy
 from shared.store import START, Committed, StoreUnavailable, Tracking, Write
 
+log = logging.getLogger("lynchpin.analytics")
+
 T = TypeVar("T")
 SCHEMA_VERSION = 4
 CHECKPOINT_EVERY = 500
@@ -36,8 +38,6 @@ with SQLite's automatic checkpoints off (one would stall the loop for its copy a
 thread runs them instead, with a connection of its own, while commits wait: a checkpoint that runs
 beside new commits never catches up with them, and the WAL is only started again from its beginning
 after one that did."""
-
-log = logging.getLogger("lynchpin.analytics")
 SOURCE_RANK = {"intake": 0, "triage": 1, "comms": 2, "analytics": 3}
 
 SCHEMA = """
