@@ -126,8 +126,13 @@ async def consume(w: Wiring, handler: Handler) -> None:
             w.settings.kafka_partitions,
             namespace=w.settings.kafka_namespace,
         )
-    inputs = None if w.inputs is None else {*w.inputs, TokenRevoked.__name__}
-    await w.bus.run(w.name, w.sources, handler, w.store, inputs)
+    await w.bus.run(w.name, w.sources, handler, w.store, taken(w.inputs))
+
+
+def taken(inputs: Collection[str] | None) -> set[str] | None:
+    """The event types a consumer declaring `inputs` is handed (None: every type): those, and a
+    TokenRevoked always (`honouring_revocations`)."""
+    return None if inputs is None else {*inputs, TokenRevoked.__name__}
 
 
 async def relay(w: Wiring) -> None:

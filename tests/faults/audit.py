@@ -34,9 +34,9 @@ from shared.events import (
     NotificationPlanned,
     NotificationSent,
     PriorityAssigned,
-    TokenRevoked,
 )
 from shared.policy import load_policy
+from shared.service import taken
 from shared.settings import Settings
 from shared.store import START, open_store
 from tests.faults.cluster import ADMIN
@@ -120,8 +120,8 @@ def inputs(settings: Settings) -> dict[str, Collection[str] | None]:
     passes the others over without a tracking record."""
     policy = load_policy(settings.policy)
     return {
-        "triage": {*TRIAGE_INPUTS, TokenRevoked.__name__},
-        "comms": {*comms_inputs(policy.comms), TokenRevoked.__name__},
+        "triage": taken(TRIAGE_INPUTS),
+        "comms": taken(comms_inputs(policy.comms)),
         "analytics": None,
     }
 
