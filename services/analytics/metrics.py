@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -183,6 +184,7 @@ def micros(at: datetime) -> int:
     return (aware - EPOCH) // MICROSECOND
 
 
+@lru_cache(maxsize=1024)
 def _over_after(offset: float, target: float) -> int:
     """The largest whole number of microseconds d with `offset + d / 1e6 <= target` as floats add.
 
@@ -211,10 +213,14 @@ def _windows(start: datetime, hours: BusinessHours) -> Iterator[tuple[datetime, 
         day += timedelta(days=1)
 
 
+@lru_cache(maxsize=4096)
 def due_after(start: datetime, target: float, hours: BusinessHours | None) -> int | None:
     """The last instant (Unix microseconds) at which a clock started at `start`, running without a
     pause, is still within `target`: `elapsed(start, now, hours=hours) > target` exactly when `now`
-    is later. None when no instant within `HORIZON_DAYS` passes it."""
+    is later. None when no instant within `HORIZON_DAYS` passes it.
+
+    Remembered for the latest few thousand clocks: every event of an incident asks again, with
+    the same terms, while its view is written (`figures`)."""
     if hours is None:
         return micros(start) + _over_after(0.0, target)
     total = 0.0

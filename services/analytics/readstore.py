@@ -112,6 +112,8 @@ SECONDARY_INDEXES = (
 )
 LOAD_CACHE_KIB = -262144
 """The page cache while a rebuild loads its tables (negative: KiB, so 256 MiB)."""
+VIEWS_REMEMBERED = 2048
+"""Incident views kept parsed between commits (`ReadStore._views`)."""
 TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "freshness", "settings")
 
 
@@ -244,13 +246,17 @@ class ReadStore:
         self.latest: dict[str, datetime] = {}
         """When the newest event handled from each source was recorded (for lag in seconds)."""
         self.generation = 0
+        """Bumped by every committed write: an answer computed at one generation is still true
+        at the same one (`services.analytics.results`)."""
         self.epoch = 0
         """Bumped by a load (rebuild): every day's incidents may have changed."""
         self.day_versions: dict[str, int] = {}
         """Per UTC day, bumped by every committed write that changed an incident opened that day
         (`services.analytics.aggregates` keeps a day's sums as long as its version stays)."""
-        """Bumped by every committed write: an answer computed at one generation is still true
-        at the same one (`services.analytics.results`)."""
+        self._views: dict[str, IncidentView] = {}
+        """The views of the incidents written last, as committed (oldest first, at most
+        `VIEWS_REMEMBERED`): the next event of an incident is mostly for one of them, and reading its
+        document back and parsing it cost more than the rest of applying the event."""
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -399,9 +405,10 @@ class ReadStore:
                         (tracking.consumer, *tracking.checkpoint),
                     )
             touched: set[str] = set()
+            written: dict[str, IncidentView] = {}
             for item in items:
                 if isinstance(item, Envelope):
-                    touched |= self._apply_envelope(conn, item)
+                    touched |= self._apply_envelope(conn, item, written)
                 elif isinstance(item, Write):
                     for event in item.events:
                         conn.execute(
@@ -412,14 +419,37 @@ class ReadStore:
             self.generation += 1
             for day in touched:
                 self.day_versions[day] = self.day_versions.get(day, 0) + 1
+            self._remember(written)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return False
 
-    def _apply_envelope(self, conn: sqlite3.Connection, env: Envelope) -> set[str]:
-        """Apply one event; the days (UTC) on which the incidents it changed were opened."""
+    def _view(
+        self, conn: sqlite3.Connection, incident_id: str, written: dict[str, IncidentView]
+    ) -> IncidentView | None:
+        """The incident's view as this transaction left it so far."""
+        if (view := written.get(incident_id)) is not None or (
+            view := self._views.get(incident_id)
+        ) is not None:
+            return view
+        row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return IncidentView.from_json(orjson.loads(row[0])) if row else None
+
+    def _remember(self, written: dict[str, IncidentView]) -> None:
+        views = self._views
+        for incident_id, view in written.items():
+            views.pop(incident_id, None)
+            views[incident_id] = view
+        while len(views) > VIEWS_REMEMBERED:
+            del views[next(iter(views))]
+
+    def _apply_envelope(
+        self, conn: sqlite3.Connection, env: Envelope, written: dict[str, IncidentView]
+    ) -> set[str]:
+        """Apply one event; the days (UTC) on which the incidents it changed were opened. The
+        incident's new view goes into `written`, remembered once the transaction commits."""
         if isinstance(env.event, TokenRevoked):  # honoured by this service's auth after a restart too
             conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?)", (env.event.token_id,))
         fact = Fact.of(env)
@@ -430,12 +460,12 @@ class ReadStore:
         )
         if fact.incident_id is None:
             return set()
-        row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (fact.incident_id,)).fetchone()
-        before = IncidentView.from_json(orjson.loads(row[0])) if row else None
+        before = self._view(conn, fact.incident_id, written)
         after = project(before, fact)
         touched = set()
         if after is not None and after != before:
             conn.execute(UPSERT_INCIDENT, incident_row(after, self.policy))
+            written[fact.incident_id] = after
             touched = {utc_day(v.opened_at) for v in (before, after) if v is not None and v.opened_at}
         entry = timeline_entry(fact)
         if entry is not None:
@@ -461,6 +491,7 @@ class ReadStore:
         def run() -> None:
             conn = self._writer
             assert conn is not None
+            self._views.clear()
             cache = conn.execute("PRAGMA cache_size").fetchone()[0]
             conn.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
             conn.execute("PRAGMA wal_autocheckpoint=1000")  # on this thread: the WAL stays small
