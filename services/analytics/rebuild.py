@@ -13,8 +13,8 @@ import asyncio
 import gc
 import os
 import time
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -66,8 +66,8 @@ class Replayed:
 async def replay(
     sources: Mapping[str, EventStore], *, consumer: str = "analytics", page: int = 5000
 ) -> Replayed:
-    """Fold every source's whole log in memory. The next page is asked for before the current
-    one is folded, so that the store's thread reads it while this one folds."""
+    """Fold every source's whole log in memory, page by page. The next page is asked for before
+    the current one is folded: a store in another process (PostgreSQL) reads it meanwhile."""
     state = Replayed()
     for source, store in sources.items():
         name = tracking_name(consumer, source)
@@ -80,7 +80,7 @@ async def replay(
                 last = batch[-1]
                 at = last.checkpoint
                 ahead = asyncio.ensure_future(store.read_all(after=at, limit=page))
-                await asyncio.sleep(0)  # let it reach the store's thread before the fold holds this one
+                await asyncio.sleep(0)  # let it send its query before the fold holds the loop
                 for env in batch:
                     state.fold(Fact.of(env))
                     handled.append(env.id)
@@ -122,19 +122,24 @@ class Report:
         )
 
 
-async def rebuild(settings: Settings) -> Report:
-    """Replay every log into a fresh file beside the read store, then swap it in.
-
-    The cyclic garbage collector is paused meanwhile: the fold keeps millions of objects alive
-    (views, timeline rows) and makes no cycles, and each of the collector's passes over them all
-    cost more than the fold itself."""
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused meanwhile. A replay allocates several objects per event
+    and makes no cycles; the fold also keeps millions of them alive (views, timeline rows), and
+    each of the collector's passes over them all cost more than the fold itself."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        return await _rebuild(settings)
+        yield
     finally:
         if paused:
             gc.enable()
+
+
+async def rebuild(settings: Settings) -> Report:
+    """Replay every log into a fresh file beside the read store, then swap it in."""
+    with collector_paused():
+        return await _rebuild(settings)
 
 
 async def _rebuild(settings: Settings) -> Report:
