@@ -210,9 +210,12 @@ async def deliver_page(
     async def settle(env: Envelope, task: asyncio.Task[Committed]) -> None:
         """Wait for `env`'s commit; if it conflicted or failed, deliver `env` again one by one now,
         before anything that waited for it. Once per commit, however many wait for it."""
-        async with settling.setdefault(task, asyncio.Lock()):
+        if (lock := settling.get(task)) is None:
+            lock = settling[task] = asyncio.Lock()
+        async with lock:
             if task not in settled:
-                await asyncio.wait([task])
+                if not task.done():
+                    await asyncio.wait([task])
                 error = task.exception()
                 try:
                     if error is None:

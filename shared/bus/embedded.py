@@ -11,7 +11,7 @@ from typing import Self
 
 from shared.bus.base import Handler, Sink, tracking_name
 from shared.consumer import RetryPolicy, deliver_page
-from shared.store import ConcurrencyError, EventStore, StoreUnavailable
+from shared.store import ConcurrencyError, EventStore, StoreUnavailable, Tracking
 
 log = logging.getLogger("lynchpin.bus")
 
@@ -29,12 +29,18 @@ class EmbeddedBus:
         retry: RetryPolicy | None = None,
         page: int = 500,
         poll: float = 0.5,
+        checkpoint_every: float = 1.0,
+        quiet: float = 0.1,
     ) -> None:
         self.sources = dict(sources)
         self.owns_sources = owns_sources
         self.retry = retry if retry is not None else RetryPolicy()
         self.page = page
         self.poll = poll
+        self.checkpoint_every = checkpoint_every
+        """While events keep coming, a follower saves its checkpoint at most this often (seconds)."""
+        self.quiet = quiet
+        """...and once its source's log has had nothing new for this long."""
         self._lag: dict[str, int] = {}
         self._stack = AsyncExitStack()
 
@@ -67,22 +73,45 @@ class EmbeddedBus:
     async def _follow(
         self, consumer: str, source: str, handler: Handler, store: Sink, inputs: Collection[str] | None
     ) -> None:
+        """Deliver `source`'s log from the consumer's checkpoint on, page by page.
+
+        The checkpoint is saved once the log goes quiet, and at most every `checkpoint_every`
+        seconds while it does not, rather than after every page: saving it is a commit of its own,
+        and pages are a few events each at everyday rates. Every event a consumer takes commits with
+        its own tracking record, so what is delivered again after a restart changes nothing."""
         name = tracking_name(consumer, source)
         log_store = self.sources[source]
+        clock = asyncio.get_running_loop().time
         while True:
             try:
-                at = await store.checkpoint(name)
+                at = saved = await store.checkpoint(name)
+                due = clock() + self.checkpoint_every
+                quiet = False
                 while True:
                     page = await log_store.read_all(after=at, limit=self.page)
                     self._lag[source] = len(page)
                     if not page:
-                        await log_store.wait_for_append(self.poll, after=at)
+                        if at != saved and quiet:
+                            await store.commit([], tracking=Tracking(name, None, at))
+                            saved, due = at, clock() + self.checkpoint_every
+                        quiet = True
+                        await log_store.wait_for_append(self.poll if at == saved else self.quiet, after=at)
                         continue
+                    quiet = False
                     await deliver_page(
-                        page, consumer=name, handler=handler, store=store, retry=self.retry, inputs=inputs
+                        page,
+                        consumer=name,
+                        handler=handler,
+                        store=store,
+                        retry=self.retry,
+                        inputs=inputs,
+                        checkpoint=False,
                     )
                     at = page[-1].checkpoint
                     self._lag[source] = 0
+                    if clock() >= due:
+                        await store.commit([], tracking=Tracking(name, None, at))
+                        saved, due = at, clock() + self.checkpoint_every
             except (StoreUnavailable, ConcurrencyError) as e:  # not the event's fault: retry, never crash
                 log.warning("%s: cannot commit now, retrying: %r", name, e)
                 await asyncio.sleep(self.poll)
