@@ -8,7 +8,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared.web import server_options
+from shared.web import freeze_start_up, server_options
 
 
 def create_app() -> FastAPI:
@@ -23,4 +23,6 @@ def create_app() -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(create_app(), host="127.0.0.1", port=int(os.environ["PORT"]), **server_options("text"))
+    app = create_app()
+    freeze_start_up()  # as every service does
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), **server_options("text"))

@@ -7,14 +7,16 @@ import uvicorn
 from services.intake.app import create_app
 from shared.logging import configure
 from shared.settings import Settings
-from shared.web import server_options
+from shared.web import freeze_start_up, server_options
 
 
 def main() -> None:
     settings = Settings()
     configure("intake", level=settings.log_level, fmt=settings.log_format)
+    app = create_app(settings)
+    freeze_start_up()  # what start-up built, out of the collector's full passes
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.intake_port,
         **server_options(settings.log_format),
