@@ -152,6 +152,8 @@ async def deliver_page(
     page is still writing (a service-wide stream, say) waits for that commit and is handled again,
     instead of conflicting with it. A handler failure, or a commit that conflicted or failed, falls
     back to `deliver` for that event (retries, then a dead letter), before the incident's next one.
+    A page of one incident (at everyday rates, mostly a single event) has nothing to overlap: its
+    events go through `deliver` one after another, without the tasks and locks of the above.
 
     `consumer` is the tracking name, or a function giving each event's (a Kafka fetch mixes the
     logs of several sources). `set_aside` gives, per event, where `deliver` keeps its dead letter
@@ -192,7 +194,8 @@ async def deliver_page(
     for env in passed_over:
         done(env)
 
-    async def fallback(env: Envelope, *, failed: int) -> None:
+    async def alone(env: Envelope, *, failed: int) -> None:
+        """`env` delivered by itself (`deliver`: retries, then a dead letter), then reported done."""
         try:
             await deliver(
                 env,
@@ -223,7 +226,7 @@ async def deliver_page(
                     elif isinstance(error, StoreUnavailable):
                         raise error
                     else:
-                        await fallback(env, failed=0 if isinstance(error, ConcurrencyError) else 1)
+                        await alone(env, failed=0 if isinstance(error, ConcurrencyError) else 1)
                 except Exception as failure:
                     settled[task] = failure
                     raise
@@ -274,10 +277,10 @@ async def deliver_page(
         except StoreUnavailable:
             raise
         except ConcurrencyError:  # the handler's own read met a moving stream: not a failure
-            await fallback(env, failed=0)
+            await alone(env, failed=0)
             return None
         except Exception:  # counted as the first attempt; `deliver` retries or sets it aside
-            await fallback(env, failed=1)
+            await alone(env, failed=1)
             return None
         return submit(env, items)  # the streams kept moving: the store decides, a conflict falls back
 
@@ -293,22 +296,29 @@ async def deliver_page(
         if earlier is not None:
             await settle(*earlier)
 
-    chains = [asyncio.create_task(incident(events)) for events in incidents.values()]
-    try:
-        outcomes = await asyncio.gather(*chains, return_exceptions=True)
-    except BaseException:  # cancelled: a commit cut short may or may not land; redelivery dedups it
-        for task in (*chains, *(task for _, task in submitted)):
-            task.cancel()
-        await asyncio.gather(*chains, *(task for _, task in submitted), return_exceptions=True)
-        raise
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    if failures:
-        # What was sent to the store is waited for, not abandoned: whatever commits is reported.
-        await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
-        for env, task in submitted:
-            if task not in settled and task.exception() is None:
-                done(env)
-        raise failures[0]
+    async def together() -> None:
+        chains = [asyncio.create_task(incident(events)) for events in incidents.values()]
+        try:
+            outcomes = await asyncio.gather(*chains, return_exceptions=True)
+        except BaseException:  # cancelled: a commit cut short may or may not land; redelivery dedups it
+            for task in (*chains, *(task for _, task in submitted)):
+                task.cancel()
+            await asyncio.gather(*chains, *(task for _, task in submitted), return_exceptions=True)
+            raise
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            # What was sent to the store is waited for, not abandoned: whatever commits is reported.
+            await asyncio.gather(*(task for _, task in submitted), return_exceptions=True)
+            for env, task in submitted:
+                if task not in settled and task.exception() is None:
+                    done(env)
+            raise failures[0]
+
+    if len(incidents) == 1:  # one incident (mostly one event): in order, nothing to overlap
+        for env in next(iter(incidents.values())):
+            await alone(env, failed=0)
+    else:
+        await together()
     if checkpoint:
         last = page[-1]
         await store.commit([], tracking=Tracking(name(last), None, last.checkpoint))

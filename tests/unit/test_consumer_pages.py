@@ -219,3 +219,44 @@ async def test_events_of_many_incidents_on_one_shared_stream_run_at_most_twice()
     assert sorted(counted) == sorted(f"alert-{n}" for n in range(40))  # each once
     assert max(runs.values()) <= 2, runs
     assert sum(runs.values()) < 2 * len(page)  # the first event found the stream free
+
+
+async def test_a_page_of_one_incident_goes_event_by_event_with_the_same_guarantees() -> None:
+    """Nothing to overlap: in order, a poison event set aside, a store failure stopping it there."""
+    store = SlowStore(source="comms")
+    page = page_of(("i1", "a"), ("i1", "poison"), ("i1", "b"), ("i1", "c"))
+    store.fail.add(page[3].id)
+    aside: list[str] = []
+
+    def set_aside(env: Envelope) -> SetAside:
+        async def keep(record: EventDeadLettered) -> None:
+            aside.append(record.event_id)
+
+        return keep
+
+    handled: list[str] = []
+
+    async def deliver() -> None:
+        await deliver_page(
+            page,
+            consumer="c",
+            handler=Recorder(poison="poison"),
+            store=store,
+            retry=FAST,
+            set_aside=set_aside,
+            handled=lambda e: handled.append(e.id),
+        )
+
+    with pytest.raises(StoreUnavailable):
+        await deliver()
+    assert handled == [e.id for e in page[:3]]
+    assert aside == [page[1].id]
+    assert await labels(store, "i1") == ["a", "b"]
+    assert await store.checkpoint("c") == (0, 0), "a checkpoint past an event that did not commit"
+
+    handled.clear()
+    await deliver()  # again from the start: what committed is a no-op
+    assert handled == [e.id for e in page]
+    assert await labels(store, "i1") == ["a", "b", "c"]
+    assert len(await store.read("deadletter-c")) == 1
+    assert await store.checkpoint("c") == page[-1].checkpoint
