@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--sections embedded,analytics,distributed]`: the benchmark suite.
 
 - embedded: durable ingest (distinct alerts, a storm of copies of one alert) against a no-op FastAPI
-  endpoint measured in the same run (ratios, medians of runs); alert -> visible in analytics; alert ->
-  responders' webhook at a fixed offered rate; peak RSS.
+  endpoint measured in the same run (ratios, medians of runs); the rate every consumer kept up with;
+  alert -> visible in analytics, once caught up; alert -> responders' webhook at a fixed offered
+  rate; peak RSS.
 - analytics (`bench.analytics`): rebuild rate against a raw read of the same log, and query latency,
   on a generated log of 1,000,000 events.
 - distributed (`bench.distributed`): the embedded figures with four processes, PostgreSQL and Kafka.
@@ -265,18 +266,69 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
+def backlog(data: Path) -> int:
+    """Events each consumer of an embedded Lynchpin in `data` takes, in the logs it follows, that it
+    has not handled yet. Every event a consumer handled left one tracking record under its name for
+    that source, so counts suffice; the logs and records are read from the SQLite files, read-only."""
+    import sqlite3
+    from contextlib import closing
+
+    from services.analytics.rebuild import read_store_path
+    from shared.bus.base import tracking_name
+    from shared.settings import Settings
+    from tests.faults.audit import FOLLOWS, inputs
+
+    settings = Settings(data_dir=data)
+    takes = inputs(settings)
+
+    def count(path: str, sql: str, *args: str) -> int:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
+            return int(conn.execute(sql, args).fetchone()[0])
+
+    def path(url: str) -> str:
+        return url.removeprefix("sqlite:").removeprefix("//")
+
+    left = 0
+    for consumer, sources in FOLLOWS.items():
+        own = read_store_path(settings) if consumer == "analytics" else path(settings.store_url_for(consumer))
+        types = sorted(takes[consumer] or ())
+        where = f" WHERE type IN ({', '.join('?' * len(types))})" if types else ""
+        for source in sources:
+            events = count(
+                path(settings.store_url_for(source)), f"SELECT count(*) FROM events{where}", *types
+            )
+            handled = count(
+                own, "SELECT count(*) FROM handled WHERE consumer = ?", tracking_name(consumer, source)
+            )
+            left += max(0, events - handled)
+    return left
+
+
+def settle(data: Path, timeout: float = 600) -> float:
+    """Wait until every consumer has handled every event it takes; returns the seconds waited."""
+    began = time.monotonic()
+    while backlog(data) and time.monotonic() < began + timeout:
+        time.sleep(0.5)
+    return time.monotonic() - began
+
+
 def embedded(args: argparse.Namespace) -> dict[str, Any]:
     """Durable ingest, alert -> visible and alert -> webhook in embedded mode; the figures as a dict."""
     results: dict[str, list[Load]] = {"noop": [], "distinct": [], "storm": []}
     latencies: list[float] = []
     peak = 0.0
     incidents_after_storm: list[int] = []
+    settled: list[dict[str, float]] = []
     for run in range(args.runs):
         with noop() as (url, baseline):
             results["noop"].append(load(url, args, duplicate=False, tag=f"n{run}", pid=baseline.pid))
         with tempfile.TemporaryDirectory() as tmp, lynchpin(Path(tmp)) as (intake, analytics, proc):
+            began = time.monotonic()
             results["distinct"].append(load(intake, args, duplicate=False, tag=f"d{run}", pid=proc.pid))
             results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}", pid=proc.pid))
+            caught_up = settle(Path(tmp))
+            alerts = results["distinct"][-1].requests + results["storm"][-1].requests
+            settled.append({"alerts": alerts, "seconds": time.monotonic() - began, "catch_up_s": caught_up})
             incidents_after_storm.append(storm_incidents(analytics, f"s{run}-storm"))
             latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
@@ -313,6 +365,7 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
             for key, rs in results.items()
         },
         "storm_incidents": incidents_after_storm,
+        "settled": [{**r, "alerts_per_s": r["alerts"] / r["seconds"]} for r in settled],
         "visible_ms": {"samples": len(latencies), "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)},
         "delivery": deliveries,
         "peak_rss_mb": peak,
@@ -349,7 +402,15 @@ def report(r: dict[str, Any]) -> str:
     v = r["visible_ms"]
     lines += [
         f"\nIncidents opened by each storm: {r['storm_incidents']} (must be [1, ...])",
-        f"\nAlert -> visible in analytics (with its priority), {v['samples']} sequential alerts:",
+        "\nThrough every consumer (from the first POST of a run until every consumer had handled every"
+        " event it takes):",
+        *(
+            f"  {t['alerts']} alerts in {t['seconds']:.1f} s ({t['catch_up_s']:.1f} s after the load"
+            f" stopped): {t['alerts_per_s']:.0f} alerts/s"
+            for t in r.get("settled", [])
+        ),
+        f"\nAlert -> visible in analytics (with its priority), {v['samples']} sequential alerts, once"
+        " caught up:",
         f"  p50 {v['p50']:.1f} ms   p99 {v['p99']:.1f} ms",
         "\nAlert -> responders' webhook delivered (open loop, each alert its own incident):",
         *(

@@ -119,6 +119,8 @@ TABLES = ("incidents", "timeline", "handled", "checkpoints", "dead_letters", "fr
 
 def utc(at: datetime) -> str:
     """A sortable text form: every instant in UTC, so SQLite can compare them as strings."""
+    if at.tzinfo is UTC:  # most are, as stored and as folded (`projections._utc`)
+        return at.isoformat()
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
