@@ -432,9 +432,8 @@ class ReadStore:
         self, conn: sqlite3.Connection, incident_id: str, written: dict[str, IncidentView]
     ) -> IncidentView | None:
         """The incident's view as this transaction left it so far."""
-        if (view := written.get(incident_id)) is not None or (
-            view := self._views.get(incident_id)
-        ) is not None:
+        view = written.get(incident_id) or self._views.get(incident_id)
+        if view is not None:
             return view
         row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         return IncidentView.from_json(orjson.loads(row[0])) if row else None
