@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-import httpx
 from fastapi import FastAPI
 
 from services.comms import directory
@@ -13,6 +12,7 @@ from services.comms.api import routes
 from services.comms.channels import (
     Channel,
     EmailChannel,
+    HttpClient,
     LogChannel,
     Outbound,
     SlackChannel,
@@ -85,9 +85,7 @@ def create_app(
     handlers = CommsHandlers(store, comms, clock, builtin_recipients(settings), templates)
     operator_hosts = [h for h in [urlsplit(settings.webhook_url or "").hostname] if h]
     outbound = Outbound(comms.outbound, operator_hosts)
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(comms.outbound.timeout.total_seconds()), follow_redirects=False
-    )
+    client = HttpClient(comms.outbound.timeout.total_seconds(), outbound)
     password = os.environ.get(comms.email.password_env) if comms.email.password_env else None
     channels: dict[str, Channel] = {
         "log": LogChannel(),

@@ -8,6 +8,7 @@ allowlist before anything is sent. Secrets (webhook secret, SMTP password) are n
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -17,12 +18,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
+import aiohttp
 import aiosmtplib
-import httpx
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from shared.policy.comms import EmailPolicy, OutboundPolicy
 
@@ -135,8 +139,74 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+class CheckedResolver(AbstractResolver):
+    """Resolves host names as usual, then refuses any address the allowlist refuses, for the
+    connection itself: what is connected to is an address that was checked, not whatever the name
+    resolves to a moment after `Outbound.check` looked (DNS rebinding). Hosts allowed by name pass."""
+
+    def __init__(self, outbound: Outbound) -> None:
+        self.outbound = outbound
+        self.inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self.inner.resolve(host, port, family)
+        if host.lower() in self.outbound.hosts:
+            return found
+        for result in found:
+            reason = self.outbound.refusal(ipaddress.ip_address(result["host"]))
+            if reason is not None:
+                raise OSError(errno.EPERM, f"{host} resolves to {result['host']}, {reason}; not allowed")
+        return found
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class HttpClient:
+    """The HTTP client the webhook-style channels share: aiohttp, whose requests cost about a sixth
+    of the CPU httpx's did (0.16 against 1.0 ms each, measured against a local receiver). Opened with
+    the service (a session belongs to the running event loop); redirects are not followed; one total
+    timeout per request; names resolved through `CheckedResolver`. A proxy named in the environment
+    (HTTPS_PROXY, NO_PROXY...) is used: the target is then checked by `Outbound.check` only, and the
+    connection-time check applies to the proxy's address."""
+
+    def __init__(self, timeout: float, outbound: Outbound) -> None:
+        self.timeout = timeout
+        self.outbound = outbound
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=CheckedResolver(self.outbound)),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            trust_env=True,
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body`; the response's status. DeliveryFailed when there is none (refused, reset,
+        timed out)."""
+        if self._session is None:
+            raise DeliveryFailed("the HTTP client is not open")
+        try:
+            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as r:
+                await r.read()
+                return r.status
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise DeliveryFailed(f"{type(e).__name__}: {e}") from e
+
+
 class _HttpChannel:
-    def __init__(self, client: httpx.AsyncClient, outbound: Outbound) -> None:
+    def __init__(self, client: HttpClient, outbound: Outbound) -> None:
         self.client = client
         self.outbound = outbound
 
@@ -149,22 +219,17 @@ class _HttpChannel:
     async def send(self, message: Message) -> None:
         await self.outbound.check(message.address)
         body = orjson.dumps(self.payload(message))
-        try:
-            response = await self.client.post(
-                message.address, content=body, headers=self.headers(message, body)
-            )
-        except httpx.HTTPError as e:
-            raise DeliveryFailed(f"{type(e).__name__}: {e}") from e
-        if response.status_code >= 300:
-            permanent = response.status_code in (400, 401, 403, 404, 410, 413)
+        status = await self.client.post(message.address, body, self.headers(message, body))
+        if status >= 300:
+            permanent = status in (400, 401, 403, 404, 410, 413)
             host = urlsplit(message.address).hostname
-            raise DeliveryFailed(f"HTTP {response.status_code} from {host}", permanent=permanent)
+            raise DeliveryFailed(f"HTTP {status} from {host}", permanent=permanent)
 
 
 class WebhookChannel(_HttpChannel):
     """POSTs JSON signed with HMAC-SHA256; `Idempotency-Key` is the notification id."""
 
-    def __init__(self, client: httpx.AsyncClient, outbound: Outbound, secret: str) -> None:
+    def __init__(self, client: HttpClient, outbound: Outbound, secret: str) -> None:
         super().__init__(client, outbound)
         self._secret = secret
 
