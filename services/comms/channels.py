@@ -15,7 +15,8 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
@@ -139,6 +140,14 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+"""NO_PROXY's rules, as urllib applies them to a given environment (not in the type stubs)."""
+
+RESPONSE_READ = 65536
+"""Bytes of a response read at most: what it says is not used, and a larger body only costs the
+connection (closed rather than kept for the next request)."""
+
+
 class CheckedResolver(AbstractResolver):
     """Resolves host names as usual, then refuses any address the allowlist refuses, for the
     connection itself: what is connected to is an address that was checked, not whatever the name
@@ -168,22 +177,34 @@ class HttpClient:
     """The HTTP client the webhook-style channels share: aiohttp, whose requests cost about a sixth
     of the CPU httpx's did (0.16 against 1.0 ms each, measured against a local receiver). Opened with
     the service (a session belongs to the running event loop); redirects are not followed; one total
-    timeout per request; names resolved through `CheckedResolver`. A proxy named in the environment
-    (HTTPS_PROXY, NO_PROXY...) is used: the target is then checked by `Outbound.check` only, and the
-    connection-time check applies to the proxy's address."""
+    timeout per request; names resolved through `CheckedResolver`.
+
+    A proxy named in the environment when the service starts (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) is
+    used: the target is then checked by `Outbound.check` only, and the connection-time check applies
+    to the proxy's address. The environment is read once: aiohttp's own `trust_env` reads it (and
+    ~/.netrc) again for every request, 0.6 ms of CPU each."""
 
     def __init__(self, timeout: float, outbound: Outbound) -> None:
         self.timeout = timeout
         self.outbound = outbound
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
+        self._proxies = urllib.request.getproxies_environment()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=CheckedResolver(self.outbound)),
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            trust_env=True,
         )
         return self
+
+    def proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url`, unless NO_PROXY exempts its host."""
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if proxy is None or _bypass(parts.hostname or "", self._proxies):
+            return None
+        return proxy
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
@@ -198,8 +219,10 @@ class HttpClient:
         if self._session is None:
             raise DeliveryFailed("the HTTP client is not open")
         try:
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as r:
-                await r.read()
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False, proxy=self.proxy(url)
+            ) as r:
+                await r.content.read(RESPONSE_READ)  # read through, so the connection is kept
                 return r.status
         except (aiohttp.ClientError, TimeoutError) as e:
             raise DeliveryFailed(f"{type(e).__name__}: {e}") from e

@@ -135,3 +135,18 @@ async def test_the_connection_goes_only_to_an_address_the_allowlist_allows() -> 
         async with HttpClient(5.0, Outbound(OutboundPolicy(), ["localhost"])) as client:  # by name
             assert await client.post(url, b"{}", {"Content-Type": "application/json"}) == 200
     assert len(seen) == 1
+
+
+async def test_a_proxy_named_in_the_environment_is_used_unless_no_proxy_exempts_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with receiver() as (base, seen, _):
+        monkeypatch.setenv("HTTP_PROXY", base)  # the receiver plays the proxy
+        monkeypatch.setenv("NO_PROXY", "exempt.example")
+        async with HttpClient(5.0, Outbound(OutboundPolicy())) as client:
+            # 192.0.2.1 is a documentation address nothing answers on: only the proxy can
+            assert (
+                await client.post("http://192.0.2.1/ok", b"{}", {"Content-Type": "application/json"}) == 200
+            )
+            assert client.proxy("http://exempt.example/ok") is None
+    assert len(seen) == 1
