@@ -174,8 +174,8 @@ class CheckedResolver(AbstractResolver):
 
 
 class HttpClient:
-    """The HTTP client the webhook-style channels share: aiohttp, whose requests cost about a sixth
-    of the CPU httpx's did (0.16 against 1.0 ms each, measured against a local receiver). Opened with
+    """The HTTP client the webhook-style channels share: aiohttp, whose requests cost under a third
+    of the CPU httpx's did (0.30 against 1.0 ms each, measured against a local receiver). Opened with
     the service (a session belongs to the running event loop); redirects are not followed; one total
     timeout per request; names resolved through `CheckedResolver`.
 
@@ -198,6 +198,13 @@ class HttpClient:
         )
         return self
 
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
     def proxy(self, url: str) -> str | None:
         """The proxy the environment names for `url`, unless NO_PROXY exempts its host."""
         parts = urlsplit(url)
@@ -205,13 +212,6 @@ class HttpClient:
         if proxy is None or _bypass(parts.hostname or "", self._proxies):
             return None
         return proxy
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST `body`; the response's status. DeliveryFailed when there is none (refused, reset,
