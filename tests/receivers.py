@@ -62,26 +62,29 @@ async def webhook_receiver(
             await receiver.release.wait()
         return Response(status_code=200)
 
+    async with served(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as base:
+        receiver.url = f"{base}/hook"
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a free port of 127.0.0.1; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    receiver.url = f"http://127.0.0.1:{port}/hook"
     try:
-        yield receiver
+        yield f"http://127.0.0.1:{port}"
     finally:
-        receiver.release.set()
         server.should_exit = True
         await task
 

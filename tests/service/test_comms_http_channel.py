@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from services.comms.channels import DeliveryFailed, HttpClient, Message, Outbound, WebhookChannel
 from shared.policy.comms import OutboundPolicy
+from tests.receivers import served
 
 SECRET = "s" * 32
 
@@ -54,18 +54,8 @@ async def receiver() -> AsyncIterator[tuple[str, list[Request], list[bytes]]]:
             Route("/slow", slow, methods=["POST"]),
         ]
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", seen, bodies
-    finally:
-        server.should_exit = True
-        await task
+    async with served(app) as base:
+        yield base, seen, bodies
 
 
 def message(address: str) -> Message:
