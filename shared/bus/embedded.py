@@ -90,28 +90,24 @@ class EmbeddedBus:
                 while True:
                     page = await log_store.read_all(after=at, limit=self.page)
                     self._lag[source] = len(page)
-                    if not page:
-                        if at != saved and quiet:
-                            await store.commit([], tracking=Tracking(name, None, at))
-                            saved, due = at, clock() + self.checkpoint_every
-                        quiet = True
-                        await log_store.wait_for_append(self.poll if at == saved else self.quiet, after=at)
-                        continue
-                    quiet = False
-                    await deliver_page(
-                        page,
-                        consumer=name,
-                        handler=handler,
-                        store=store,
-                        retry=self.retry,
-                        inputs=inputs,
-                        checkpoint=False,
-                    )
-                    at = page[-1].checkpoint
-                    self._lag[source] = 0
-                    if clock() >= due:
+                    if page:
+                        await deliver_page(
+                            page,
+                            consumer=name,
+                            handler=handler,
+                            store=store,
+                            retry=self.retry,
+                            inputs=inputs,
+                            checkpoint=False,
+                        )
+                        at = page[-1].checkpoint
+                        self._lag[source] = 0
+                    went_quiet, quiet = quiet and not page, not page  # two empty reads in a row
+                    if at != saved and (went_quiet or (page and clock() >= due)):
                         await store.commit([], tracking=Tracking(name, None, at))
                         saved, due = at, clock() + self.checkpoint_every
+                    if not page:
+                        await log_store.wait_for_append(self.poll if at == saved else self.quiet, after=at)
             except (StoreUnavailable, ConcurrencyError) as e:  # not the event's fault: retry, never crash
                 log.warning("%s: cannot commit now, retrying: %r", name, e)
                 await asyncio.sleep(self.poll)
