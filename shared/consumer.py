@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.aggregates import deciding
 from shared.bus.base import Handler, Sink
 from shared.envelope import Checkpoint, Envelope
 from shared.events import EventDeadLettered
@@ -93,7 +94,7 @@ async def _deliver(
     delay = retry.first_delay
     while True:
         try:
-            writes = await handler(env)
+            writes = await decide(handler, env)
             return await store.commit(writes, tracking=tracking)
         except ConcurrencyError:
             conflicts += 1
@@ -122,6 +123,14 @@ async def _deliver(
                 raise DeadLettered(record) from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry.max_delay)
+
+
+async def decide(handler: Handler, env: Envelope) -> list[Any]:
+    """What `handler` makes of `env`, led by assertions of the stream versions its decision rested on
+    without reading them (`shared.aggregates.deciding`)."""
+    with deciding() as grounds:
+        items = list(await handler(env))
+    return [*grounds.assertions(items), *items]
 
 
 def _named(consumer: str) -> Callable[[Envelope], str]:
@@ -239,7 +248,7 @@ async def deliver_page(
         entry = (env, asyncio.create_task(store.commit(items, tracking=Tracking(name(env), env.id))))
         submitted.append(entry)
         for item in items:
-            if isinstance(item, Write):
+            if isinstance(item, Write) and item.events:  # an assertion moves nothing: nobody waits on it
                 writing.setdefault(item.stream, []).append(entry)
         return entry
 
@@ -258,7 +267,7 @@ async def deliver_page(
         before it."""
         try:
             async with handlers:
-                items = list(await handler(env))
+                items = await decide(handler, env)
             for _ in range(retry.conflict_retries):
                 streams = {item.stream for item in items if isinstance(item, Write)}
                 if not contended(streams):
@@ -271,7 +280,7 @@ async def deliver_page(
                             if earlier[1] not in settled:
                                 await settle(*earlier)
                     async with handlers:
-                        items = list(await handler(env))  # again, now that the streams moved on
+                        items = await decide(handler, env)  # again, now that the streams moved on
                     if {item.stream for item in items if isinstance(item, Write)} <= streams:
                         return submit(env, items)
         except StoreUnavailable:

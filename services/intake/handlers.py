@@ -21,7 +21,7 @@ from services.intake import domain, heartbeats
 from services.intake.domain import Alert, AlertKey, Decision, Group, Incident
 from services.intake.heartbeats import Heartbeat, Window, in_maintenance
 from services.intake.registry import Registry
-from shared.aggregates import Aggregates
+from shared.aggregates import Aggregates, deciding
 from shared.clock import Clock
 from shared.events import (
     AlertChangeRecorded,
@@ -201,12 +201,14 @@ class Intake:
         for _ in range(MAX_CONFLICT_RETRIES):
             staging = Staging(self)
             now, windows = self.clock(), self.windows()
-            decisions = [
-                await staging.decide(alert, now=now, new_id=self.new_id(), windows=windows)
-                for alert, _ in batch
-            ]
+            with deciding() as grounds:
+                decisions = [
+                    await staging.decide(alert, now=now, new_id=self.new_id(), windows=windows)
+                    for alert, _ in batch
+                ]
+            writes = staging.commit_writes()
             try:
-                committed = await self.store.commit(staging.commit_writes())
+                committed = await self.store.commit([*grounds.assertions(writes), *writes])
             except ConcurrencyError:
                 continue
             self.registry.committed(committed.envelopes)

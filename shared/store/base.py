@@ -79,6 +79,13 @@ class EventStore(Protocol):
 
     async def read(self, stream: str, after_version: int = 0) -> list[Envelope]: ...
 
+    def committed_here(self, stream: str, after_version: int) -> list[Envelope] | None:
+        """What this process committed to `stream` after `after_version`, in order, when it knows it
+        has every one; None when it cannot tell (then read). It knows nothing of other processes'
+        appends until a commit of its own conflicts with them: whatever is decided on it must
+        assert the version at its commit (`shared.aggregates.deciding`)."""
+        ...
+
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         """The global log after a checkpoint, in an order that never skips a committed event."""
         ...

@@ -76,6 +76,9 @@ class MemoryStore:
     async def read(self, stream: str, after_version: int = 0) -> list[Envelope]:
         return list(self._streams.get(stream, ())[after_version:])
 
+    def committed_here(self, stream: str, after_version: int) -> list[Envelope] | None:
+        return list(self._streams.get(stream, ())[after_version:])  # every writer is this process
+
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         start = after[1]
         return self._log[start : start + limit]

@@ -327,6 +327,8 @@ class PostgresStore:
             for i, (request, outcome) in enumerate(zip(batch, outcomes, strict=True)):
                 if outcome.committed is not None:
                     self._kept.keep(outcome.committed.envelopes)
+                elif isinstance(outcome.error, ConcurrencyError):
+                    self._kept.doubt(outcome.error.stream)
                 if outcome.deferred and request.deferrals < MAX_DEFERRALS:
                     request.deferrals += i == 0  # a later one moves up, so it is bound to lead a batch
                     carry.append(request)
@@ -584,7 +586,11 @@ class PostgresStore:
             stream,
             after_version,
         )
+        self._kept.read(stream)
         return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
+
+    def committed_here(self, stream: str, after_version: int) -> list[Envelope] | None:
+        return self._kept.after(stream, after_version)
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         rows = await self._fetch(

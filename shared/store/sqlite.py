@@ -176,6 +176,8 @@ class SqliteStore:
                 if isinstance(result, Committed) and result.envelopes:
                     self._last_position = max(self._last_position, result.envelopes[-1].position)
                     self._kept.keep(result.envelopes)
+                elif isinstance(result, ConcurrencyError):
+                    self._kept.doubt(result.stream)
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -284,7 +286,11 @@ class SqliteStore:
             f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version",
             (stream, after_version),
         )
+        self._kept.read(stream)
         return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
+
+    def committed_here(self, stream: str, after_version: int) -> list[Envelope] | None:
+        return self._kept.after(stream, after_version)
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
         rows = self._query(

@@ -1,6 +1,8 @@
 """The SQLite and PostgreSQL stores hand back the envelopes they committed lately instead of parsing
 their rows again: what they hand back is what any other reader of the store parses, and a request
-that failed is never handed out (in SQLite its position may be taken again by a later one)."""
+that failed is never handed out (in SQLite its position may be taken again by a later one). They
+say what they committed to a stream themselves (`committed_here`) only while no conflict has shown
+another writer of it since it was last read."""
 
 from __future__ import annotations
 
@@ -60,3 +62,24 @@ async def test_only_the_latest_are_kept_and_older_ones_are_parsed(two: tuple[Eve
         await store.commit([Write(f"incident-{n + 1}", [ack(str(n), i) for i in range(512)], 0)])
     [again] = await store.read("incident-0")
     assert again == first.envelopes[0] and again is not first.envelopes[0]
+
+
+async def test_what_was_committed_here_is_told_until_a_conflict_shows_another_writer(
+    two: tuple[EventStore, EventStore],
+) -> None:
+    store, other = two
+    assert store.committed_here("incident-a", 0) == []  # nothing known: nothing of its own
+    first = await store.commit([Write("incident-a", [ack("a", 1), ack("a", 2)], 0)])
+    assert store.committed_here("incident-a", 0) == first.envelopes
+    assert store.committed_here("incident-a", 1) == first.envelopes[1:]
+    assert store.committed_here("incident-a", 2) == []
+    await other.commit([Write("incident-a", [ack("a", 3)], 2)])  # another process
+    assert store.committed_here("incident-a", 2) == [], "it cannot know of the other process yet"
+    with pytest.raises(ConcurrencyError):
+        await store.commit([Write("incident-a", [], 2), Write("incident-b", [ack("b", 1)], 0)])
+    assert store.committed_here("incident-a", 2) is None, "a conflict must make it read the stream"
+    assert [e.version for e in await store.read("incident-a", 2)] == [3]
+    assert store.committed_here("incident-a", 3) == []
+    mine = await store.commit([Write("incident-a", [ack("a", 4)], 3)])
+    assert store.committed_here("incident-a", 3) == mine.envelopes
+    assert store.committed_here("incident-a", 2) is None, "version 3 is not its own: a gap"

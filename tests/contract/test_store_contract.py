@@ -78,6 +78,16 @@ async def test_wrong_expected_version_is_a_typed_error_and_writes_nothing(store:
     assert len(await store.read_all()) == 1
 
 
+async def test_an_empty_write_asserts_its_streams_version(store: EventStore) -> None:
+    await append(store, "incident-1", [ack("1")], expected_version=0)
+    done = await store.commit([Write("incident-1", [], 1), Write("incident-2", [ack("2")], 0)])
+    assert [e.stream for e in done.envelopes] == ["incident-2"]
+    with pytest.raises(ConcurrencyError) as err:
+        await store.commit([Write("incident-1", [], 0), Write("incident-3", [ack("3")], 0)])
+    assert (err.value.stream, err.value.expected, err.value.actual) == ("incident-1", 0, 1)
+    assert await store.read("incident-3") == []
+
+
 async def test_none_expected_version_appends_anywhere(store: EventStore) -> None:
     await append(store, "s", [ack("1")], expected_version=None)
     await append(store, "s", [ack("1")], expected_version=None)
