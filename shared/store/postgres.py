@@ -241,6 +241,13 @@ class PostgresStore:
             f" (SELECT version, tx FROM {s}.events e WHERE e.stream = s.stream ORDER BY version DESC LIMIT 1)"
             " h ON true ORDER BY s.n"
         )
+        after = (
+            "WHERE (tx, position) > ($1::text::xid8, $2::bigint)"
+            " AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+        )
+        self._sql_read_all = f"SELECT {COLUMNS} FROM {s}.events {after} ORDER BY tx, position LIMIT $3"
+        # ordered as the index is, or the planner may scan the whole log for the first row it finds
+        self._sql_visible = f"SELECT 1 FROM {s}.events {after} ORDER BY tx, position LIMIT 1"
         self._sql_insert = (
             f"INSERT INTO {s}.events (id, stream, version, type, data, source, correlation_id, causation_id,"
             " schema_version, recorded_at)"
@@ -593,15 +600,7 @@ class PostgresStore:
         return self._kept.after(stream, after_version)
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[Envelope]:
-        rows = await self._fetch(
-            f"SELECT {COLUMNS} FROM {self._t}.events"
-            " WHERE (tx, position) > ($1::text::xid8, $2::bigint)"
-            " AND tx < pg_snapshot_xmin(pg_current_snapshot())"
-            " ORDER BY events.tx, events.position LIMIT $3",
-            str(after[0]),
-            after[1],
-            limit,
-        )
+        rows = await self._fetch(self._sql_read_all, str(after[0]), after[1], limit)
         return [self._kept.get(r[0]) or row_to_envelope(r) for r in rows]
 
     async def checkpoint(self, consumer: str) -> Checkpoint:
@@ -619,12 +618,7 @@ class PostgresStore:
         """Whether `read_all(after)` has something now: a commit this process knows of may still be hidden
         behind an older open transaction, and returning at once for it would make followers spin."""
         try:
-            rows = await self._fetch(
-                f"SELECT 1 FROM {self._t}.events WHERE (tx, position) > ($1::text::xid8, $2::bigint)"
-                " AND tx < pg_snapshot_xmin(pg_current_snapshot()) LIMIT 1",
-                str(after[0]),
-                after[1],
-            )
+            rows = await self._fetch(self._sql_visible, str(after[0]), after[1])
         except StoreUnavailable:
             return False  # wait, rather than have the caller spin on a store that is down
         return bool(rows)

@@ -304,3 +304,20 @@ async def test_the_store_is_unavailable_while_the_server_is_down_and_recovers_by
             if fast == 2:
                 break
         assert fast == 2
+
+
+async def test_followers_find_what_is_new_through_the_index_not_by_scanning_the_log(pg_dsn: str) -> None:
+    """Every wake-up of every follower asks whether anything is visible past its checkpoint: a scan of
+    the whole log there grows with it (4.5 ms at 50,000 events)."""
+    async with PostgresStore(pg_dsn, source="intake") as store:
+        for k in range(20):
+            await store.commit([Write(f"incident-{k}-{n}", [ack("x", n)], None) for n in range(100)])
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(f"ANALYZE {EVENTS}")
+            await conn.execute("SET plan_cache_mode = force_generic_plan")  # as a prepared statement is
+            for sql, args in ((store._sql_visible, ("1", 1)), (store._sql_read_all, ("1", 1, 1000))):
+                plan = "\n".join(r[0] for r in await (await conn.prepare(f"EXPLAIN {sql}")).fetch(*args))
+                assert "Seq Scan" not in plan and "events_tx_position" in plan, plan
+        finally:
+            await conn.close()
