@@ -8,7 +8,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared.web import freeze_start_up, server_options
+from shared import collector
+from shared.web import server_options
 
 
 def create_app() -> FastAPI:
@@ -24,5 +25,5 @@ def create_app() -> FastAPI:
 
 if __name__ == "__main__":
     app = create_app()
-    freeze_start_up()  # as every service does
+    collector.tune()  # as every service does
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), **server_options("text"))

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from shared import collector
 from shared.bus.embedded import EmbeddedBus
 from shared.logging import configure
 from shared.settings import SERVICES, Settings
 from shared.store import EventStore, open_store
-from shared.web import freeze_start_up, server_options
+from shared.web import server_options
 
 
 def with_credentials(settings: Settings) -> Settings:
@@ -133,7 +134,7 @@ async def serve(settings: Settings) -> None:
         running[server] = asyncio.create_task(server.serve())
         while not server.started and not running[server].done() and not server.should_exit:
             await asyncio.sleep(0.01)
-    freeze_start_up()
+    collector.tune()
     await asyncio.gather(*running.values(), *stopping)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -261,16 +260,6 @@ KEEP_ALIVE_SECONDS = 75
 that the client, not the server, closes it. A request sent just as the server closes the connection
 fails with a connection error, unread; with uvicorn's default of 5 s a busy event loop made that
 race likely for senders that keep connections open."""
-
-
-def freeze_start_up() -> None:
-    """Keep what start-up built (modules, models and their schemas, routes: over 100,000 objects) out
-    of the cyclic garbage collector's full passes, which otherwise walk it all again every few
-    seconds under load: in the embedded process at 47 alerts/s those passes paused everything for
-    60-118 ms each, and 14-36 ms once start-up was set aside. Garbage is collected first, so that
-    none of it is kept for good; objects set aside are still freed when nothing refers to them."""
-    gc.collect()
-    gc.freeze()
 
 
 def server_options(fmt: Literal["text", "json"]) -> dict[str, Any]:

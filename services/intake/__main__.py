@@ -5,16 +5,17 @@ from __future__ import annotations
 import uvicorn
 
 from services.intake.app import create_app
+from shared import collector
 from shared.logging import configure
 from shared.settings import Settings
-from shared.web import freeze_start_up, server_options
+from shared.web import server_options
 
 
 def main() -> None:
     settings = Settings()
     configure("intake", level=settings.log_level, fmt=settings.log_format)
     app = create_app(settings)
-    freeze_start_up()  # what start-up built, out of the collector's full passes
+    collector.tune()  # start-up set aside, full passes on a schedule
     uvicorn.run(
         app,
         host=settings.host,
