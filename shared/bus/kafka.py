@@ -5,7 +5,10 @@ embedded bus does with a page of a log: every record's writes commit with its tr
 redelivered record changes nothing), the commits of different incidents in flight together so that the
 store's group commit writes them in one transaction, and one incident's records (one partition, by key)
 handled in order. Kafka offsets are the position: a partition's offset moves only past records whose
-commits are all in the store, it is committed after that, and before a rebalance takes partitions away.
+commits are all in the store; it is committed after that (at most every `commit_every` seconds while
+records keep coming, at once when a fetch comes back empty), and before a rebalance takes partitions
+away. A crash redelivers what was handled since the last offset commit: each a no-op by its tracking
+record.
 When the store cannot take a record now, each partition is re-read from its first record not yet
 committed, after a pause. A record that `deliver_page` dead-letters, or that cannot be decoded at all, is
 copied to `lynchpin.<source>.dlq` with the reason in its headers, before the consumer's store records it
@@ -96,6 +99,7 @@ class KafkaBus:
         retry: RetryPolicy = DEFAULT_RETRY,
         batch: int = 200,
         poll: float = 0.5,
+        commit_every: float = 1.0,
         first_backoff: float = 0.1,
         max_backoff: float = 5.0,
         client_id: str = "lynchpin",
@@ -108,6 +112,7 @@ class KafkaBus:
         self.retry = retry
         self.batch = batch
         self.poll = poll
+        self.commit_every = commit_every
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.client_id = client_id
@@ -184,6 +189,8 @@ class KafkaBus:
         inputs: Collection[str] | None,
     ) -> None:
         delay = self.first_backoff
+        clock = asyncio.get_running_loop().time
+        committed_at = clock()
         while True:
             try:
                 batches = await kafka.getmany(timeout_ms=int(self.poll * 1000), max_records=self.batch)
@@ -202,7 +209,10 @@ class KafkaBus:
                     for tp, offset in pending.items():  # re-read from the first record not yet committed
                         kafka.seek(tp, offset)
                     pause = bool(pending)
-                    await positions.commit()
+                    # An offset commit is a write on the broker: one a second under load, not one a fetch.
+                    if pause or not batches or clock() - committed_at >= self.commit_every:
+                        await positions.commit()
+                        committed_at = clock()
             self._update_lag(kafka, positions, topics)
             if pause:
                 await asyncio.sleep(delay)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from shared.bus.base import Bus, Handler, tracking_name
 from shared.bus.embedded import EmbeddedBus
@@ -729,3 +729,45 @@ async def _read_topic(world: World, topic: str, n: int) -> list[Any]:
         await reader.stop()
     assert len(records) == n, f"{len(records)} records on {topic}, expected {n}"
     return records
+
+
+@pytest.mark.parametrize("world", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
+async def test_kafka_offsets_are_committed_once_a_second_under_load_and_at_once_when_quiet(
+    world: World,
+) -> None:
+    """An offset commit is a write on the broker: not one per fetch while records keep coming."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    assert world.bootstrap is not None
+    sink = MemoryStore(source=SINK)
+    prefix = f"offsets-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=world.bootstrap)
+    await admin.start()
+
+    async def committed() -> int:
+        try:
+            offsets = await admin.list_consumer_group_offsets(f"{prefix}.{SINK}")
+        except KafkaError:  # the group's coordinator is not there yet
+            return -1
+        return sum(max(o.offset, 0) for o in offsets.values())
+
+    async def committed_is(n: int) -> bool:
+        return await committed() == n
+
+    bus = KafkaBus(world.bootstrap, group_prefix=prefix, retry=FAST, first_backoff=0.05, commit_every=60)
+    async with bus:
+        task = asyncio.create_task(bus.run(SINK, [world.name], Recorder(), sink))
+        try:
+            await world.publish(ack("i0", "first"))
+            await eventually(lambda: committed_is(1), what="the first record's offset, once quiet")
+            for n in range(40):  # a record every 50 ms: no fetch comes back empty
+                await world.publish(ack(f"i{n % 3}", f"u{n}"))
+                await asyncio.sleep(0.05)
+            assert len(await seen(sink)) >= 20, "the consumer did not keep up"
+            assert await committed() == 1, "offsets were committed fetch by fetch under load"
+            await eventually(lambda: committed_is(41), what="every offset, once quiet")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await admin.close()
