@@ -63,4 +63,5 @@ class Kept:
         run: list[Envelope] = []
         while (env := versions.get(version + 1 + len(run))) is not None:
             run.append(env)
-        return None if max(versions) > version + len(run) else run
+        newest = next(reversed(versions))  # one process commits a stream's versions in order
+        return None if newest > version + len(run) else run
