@@ -276,6 +276,7 @@ def backlog(data: Path) -> int:
     from services.analytics.rebuild import read_store_path
     from shared.bus.base import tracking_name
     from shared.settings import Settings
+    from shared.store import sqlite_path
     from tests.faults.audit import FOLLOWS, inputs
 
     settings = Settings(data_dir=data)
@@ -285,17 +286,18 @@ def backlog(data: Path) -> int:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
             return int(conn.execute(sql, args).fetchone()[0])
 
-    def path(url: str) -> str:
-        return url.removeprefix("sqlite:").removeprefix("//")
-
     left = 0
     for consumer, sources in FOLLOWS.items():
-        own = read_store_path(settings) if consumer == "analytics" else path(settings.store_url_for(consumer))
+        own = (
+            read_store_path(settings)
+            if consumer == "analytics"
+            else sqlite_path(settings.store_url_for(consumer))
+        )
         types = sorted(takes[consumer] or ())
         where = f" WHERE type IN ({', '.join('?' * len(types))})" if types else ""
         for source in sources:
             events = count(
-                path(settings.store_url_for(source)), f"SELECT count(*) FROM events{where}", *types
+                sqlite_path(settings.store_url_for(source)), f"SELECT count(*) FROM events{where}", *types
             )
             handled = count(
                 own, "SELECT count(*) FROM handled WHERE consumer = ?", tracking_name(consumer, source)

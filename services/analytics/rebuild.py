@@ -25,7 +25,7 @@ from services.analytics.readstore import ReadStore, utc
 from shared.bus.base import tracking_name
 from shared.envelope import Checkpoint
 from shared.settings import Settings
-from shared.store import START, EventStore, open_store
+from shared.store import START, EventStore, open_store, sqlite_path
 
 SOURCES = ("intake", "triage", "comms", "analytics")
 """Every log analytics folds: the three services', and its own (customer feedback)."""
@@ -33,7 +33,7 @@ SOURCES = ("intake", "triage", "comms", "analytics")
 
 def read_store_path(settings: Settings) -> str:
     url = settings.analytics_store_url or f"sqlite://{(settings.data_dir / 'analytics.db').absolute()}"
-    return url.removeprefix("sqlite:").removeprefix("//")
+    return sqlite_path(url)
 
 
 def events_url(settings: Settings) -> str:
@@ -149,10 +149,7 @@ async def _rebuild(settings: Settings) -> Report:
         stores: dict[str, EventStore] = {}
         for source in SOURCES:
             url = events_url(settings) if source == "analytics" else settings.store_url_for(source)
-            if (
-                url.startswith("sqlite:")
-                and not Path(url.removeprefix("sqlite:").removeprefix("//")).exists()
-            ):
+            if url.startswith("sqlite:") and not Path(sqlite_path(url)).exists():
                 continue  # that service never wrote anything here
             stores[source] = await stack.enter_async_context(open_store(url, source=source))
         state = await replay(stores)

@@ -25,7 +25,13 @@ __all__ = [
     "Write",
     "append",
     "open_store",
+    "sqlite_path",
 ]
+
+
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite:` URL names (`sqlite:///abs/file.db` or `sqlite:relative/file.db`)."""
+    return url.removeprefix("sqlite:").removeprefix("//")
 
 
 def open_store(url: str, *, source: str) -> EventStore:
@@ -37,7 +43,7 @@ def open_store(url: str, *, source: str) -> EventStore:
     if url.startswith("sqlite:"):
         from shared.store.sqlite import SqliteStore
 
-        return SqliteStore(url.removeprefix("sqlite:").removeprefix("//"), source=source)
+        return SqliteStore(sqlite_path(url), source=source)
     if url.startswith(("postgresql:", "postgres:")):
         from shared.store.postgres import PostgresStore
 

@@ -38,7 +38,7 @@ from shared.events import (
 from shared.policy import load_policy
 from shared.service import taken
 from shared.settings import Settings
-from shared.store import START, open_store
+from shared.store import START, open_store, sqlite_path
 from tests.faults.cluster import ADMIN
 from tests.faults.stream import Answer
 
@@ -100,7 +100,7 @@ async def read_tracking(settings: Settings) -> Tracking:
     for consumer in ("triage", "comms"):
         url = settings.store_url_for(consumer)
         if url.startswith("sqlite:"):
-            _sqlite_tracking(url.removeprefix("sqlite:").removeprefix("//"), out)
+            _sqlite_tracking(sqlite_path(url), out)
             continue
         conn = await asyncpg.connect(url, timeout=10)
         try:
