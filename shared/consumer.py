@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.aggregates import deciding
-from shared.bus.base import Handler, Sink
+from shared.bus.base import Handler, PageSink, Sink
 from shared.envelope import Checkpoint, Envelope
 from shared.events import EventDeadLettered
 from shared.logging import log_context
@@ -133,6 +133,37 @@ async def decide(handler: Handler, env: Envelope) -> list[Any]:
     return [*grounds.assertions(items), *items]
 
 
+async def _at_once(
+    page: Sequence[Envelope],
+    name: Callable[[Envelope], str],
+    handler: Handler,
+    store: PageSink,
+    inputs: Collection[str] | None,
+) -> bool:
+    """The page's events in one commit, each with its tracking record: no event waits for another's
+    commit, since nothing the handler decides rests on the store. False when a handler or the commit
+    failed (a poison event, a projection bug): nothing of the page committed, and it goes event by
+    event instead, where retries and dead letters find the culprit."""
+    try:
+        commits = [
+            (await decide(handler, env), Tracking(name(env), env.id))
+            for env in page
+            if inputs is None or env.type in inputs
+        ]
+        await store.commit_all(commits)
+    except StoreUnavailable:
+        raise
+    except Exception as error:
+        log.warning(
+            "%s: a page of %d events failed to commit at once (%r): one by one",
+            name(page[0]),
+            len(page),
+            error,
+        )
+        return False
+    return True
+
+
 def _named(consumer: str) -> Callable[[Envelope], str]:
     return lambda env: consumer
 
@@ -163,6 +194,10 @@ async def deliver_page(
     back to `deliver` for that event (retries, then a dead letter), before the incident's next one.
     A page of one incident (at everyday rates, mostly a single event) has nothing to overlap: its
     events go through `deliver` one after another, without the tasks and locks of the above.
+
+    A `PageSink` (a read model: nothing the handler decides rests on it) takes the page's events in
+    one transaction instead, each with its tracking record; if a handler or that commit fails, the
+    page goes the way above.
 
     `consumer` is the tracking name, or a function giving each event's (a Kafka fetch mixes the
     logs of several sources). `set_aside` gives, per event, where `deliver` keeps its dead letter
@@ -202,6 +237,15 @@ async def deliver_page(
 
     for env in passed_over:
         done(env)
+
+    if isinstance(store, PageSink) and incidents and await _at_once(page, name, handler, store, inputs):
+        for env in page:
+            if inputs is None or env.type in inputs:
+                done(env)
+        if checkpoint:
+            last = page[-1]
+            await store.commit([], tracking=Tracking(name(last), None, last.checkpoint))
+        return
 
     async def alone(env: Envelope, *, failed: int) -> None:
         """`env` delivered by itself (`deliver`: retries, then a dead letter), then reported done."""

@@ -172,7 +172,7 @@ def honouring_revocations(handler: Handler, credentials: Credentials, store: Any
         items = list(await handler(env))
         if isinstance(env.event, TokenRevoked):
             credentials.revoked.add(env.event.token_id)
-            if hasattr(store, "read"):  # an event store; a read store keeps the envelope itself
+            if hasattr(store, "read_all"):  # an event store; a read store keeps the envelope itself
                 items.append(Write(TOKENS, [env.event], None, causation_id=env.id))
         return items
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.analytics import aggregates, dashboard, exports, feedback, reports
 from services.analytics.policy import analytics_policy
-from services.analytics.projections import IncidentView
+from services.analytics.projections import INPUTS, IncidentView
 from services.analytics.readstore import ReadStore
 from services.analytics.rebuild import events_url, read_store_path
 from services.analytics.results import Results
@@ -392,6 +392,7 @@ def create_app(
         bus=bus,
         sources=SOURCES,
         handler=project,
+        inputs=INPUTS,
         relay=False,
         resources=[events],
         workers={"feedback": follow_own_log},

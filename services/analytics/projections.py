@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.envelope import Envelope
+from shared.events import event_types
 
 
 @dataclass(slots=True)
@@ -310,6 +311,9 @@ HIDDEN = frozenset(
         "IncidentContextUpdated",
     }
 )
+INPUTS = frozenset(event_types()) - HIDDEN
+"""The event types analytics projects. The hidden ones change no view and add no timeline entry:
+analytics passes over them, live (`Wiring.inputs`) and in a rebuild alike, with no tracking record."""
 
 
 def _iso(at: datetime) -> str:

@@ -348,25 +348,36 @@ class ReadStore:
     # --- writes -----------------------------------------------------------------------------
 
     async def commit(self, items: Sequence[Any], *, tracking: Tracking | None = None) -> Committed:
-        """Apply envelopes (and dead-letter records, as `Write`s) with their tracking record.
+        """Apply envelopes (and dead-letter records, as `Write`s) with their tracking record."""
+        return (await self.commit_all([(items, tracking)]))[0]
+
+    async def commit_all(self, commits: Sequence[tuple[Sequence[Any], Tracking | None]]) -> list[Committed]:
+        """Several commits, in order, in one transaction: each as `commit` would apply it (one whose
+        tracking record is already there changes nothing and says `duplicate`). Either all of them
+        land or none. Nothing the consumer decides rests on this store, so a page of events can
+        commit together (`shared.consumer.deliver_page`).
 
         On the event loop's thread: a commit is a few indexed writes to pages in memory (no fsync:
         the read store can always be filled again from the logs), and handing each of them to a
         writing thread cost more than the work itself (the sqlite3 module lets go of the GIL around
         every statement, and the thread taking it back from a busy loop is a context switch each time).
         """
+        batch = [(list(items), tracking) for items, tracking in commits]
         if self._reader is self._writer:  # in memory: one connection, used on its one thread
-            return Committed(duplicate=await self._write(self._apply, list(items), tracking))
-        async with self._lock:  # not in the middle of a load
-            try:
-                duplicate = self._apply(list(items), tracking)
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"cannot write {self.path}: {e}") from e
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY and (self._checkpointing is None or self._checkpointing.done()):
-            self._commits = 0
-            self._checkpointing = asyncio.create_task(self._checkpoint_between_commits())
-        return Committed(duplicate=duplicate)
+            duplicates = await self._write(self._apply, batch)
+        else:
+            async with self._lock:  # not in the middle of a load
+                try:
+                    duplicates = self._apply(batch)
+                except sqlite3.Error as e:
+                    raise StoreUnavailable(f"cannot write {self.path}: {e}") from e
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY and (
+                self._checkpointing is None or self._checkpointing.done()
+            ):
+                self._commits = 0
+                self._checkpointing = asyncio.create_task(self._checkpoint_between_commits())
+        return [Committed(duplicate=d) for d in duplicates]
 
     async def _checkpoint_between_commits(self) -> None:
         async with self._lock:
@@ -388,35 +399,17 @@ class ReadStore:
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"cannot write {self.path}: {e}") from e
 
-    def _apply(self, items: list[Any], tracking: Tracking | None) -> bool:
+    def _apply(self, batch: list[tuple[list[Any], Tracking | None]]) -> list[bool]:
+        """One transaction for the batch; which of its commits were duplicates."""
         conn = self._writer
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if tracking is not None:
-                if tracking.event_id is not None:
-                    cur = conn.execute(
-                        "INSERT OR IGNORE INTO handled VALUES (?, ?)", (tracking.consumer, tracking.event_id)
-                    )
-                    if cur.rowcount == 0:
-                        conn.execute("ROLLBACK")
-                        return True
-                if tracking.checkpoint is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
-                        (tracking.consumer, *tracking.checkpoint),
-                    )
             touched: set[str] = set()
             written: dict[str, IncidentView] = {}
-            for item in items:
-                if isinstance(item, Envelope):
-                    touched |= self._apply_envelope(conn, item, written)
-                elif isinstance(item, Write):
-                    for event in item.events:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO dead_letters VALUES (?, ?)",
-                            (getattr(event, "event_id", ""), event.model_dump_json()),
-                        )
+            duplicates = [
+                self._apply_one(conn, items, tracking, touched, written) for items, tracking in batch
+            ]
             conn.execute("COMMIT")
             self.generation += 1
             for day in touched:
@@ -426,6 +419,39 @@ class ReadStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        return duplicates
+
+    def _apply_one(
+        self,
+        conn: sqlite3.Connection,
+        items: list[Any],
+        tracking: Tracking | None,
+        touched: set[str],
+        written: dict[str, IncidentView],
+    ) -> bool:
+        """One commit's items and tracking record, inside `_apply`'s transaction; True (and nothing
+        applied) when its tracking record was there before."""
+        if tracking is not None:
+            if tracking.event_id is not None:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO handled VALUES (?, ?)", (tracking.consumer, tracking.event_id)
+                )
+                if cur.rowcount == 0:
+                    return True
+            if tracking.checkpoint is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                    (tracking.consumer, *tracking.checkpoint),
+                )
+        for item in items:
+            if isinstance(item, Envelope):
+                touched |= self._apply_envelope(conn, item, written)
+            elif isinstance(item, Write):
+                for event in item.events:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO dead_letters VALUES (?, ?)",
+                        (getattr(event, "event_id", ""), event.model_dump_json()),
+                    )
         return False
 
     def _view(

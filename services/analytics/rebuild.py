@@ -20,7 +20,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from services.analytics.policy import analytics_policy
-from services.analytics.projections import Fact, IncidentView, TimelineEntry, project, timeline_entry
+from services.analytics.projections import INPUTS, Fact, IncidentView, TimelineEntry, project, timeline_entry
 from services.analytics.readstore import ReadStore, utc
 from shared.bus.base import tracking_name
 from shared.envelope import Checkpoint
@@ -81,11 +81,15 @@ async def replay(
                 at = last.checkpoint
                 ahead = asyncio.ensure_future(store.read_all(after=at, limit=page))
                 await asyncio.sleep(0)  # let it send its query before the fold holds the loop
+                folded = None
                 for env in batch:
-                    state.fold(Fact.of(env))
-                    handled.append(env.id)
+                    if env.type in INPUTS:  # as live processing passes over the others
+                        state.fold(Fact.of(env))
+                        handled.append(env.id)
+                        folded = env
                 count += len(batch)
-                state.freshness[source] = (utc(last.recorded_at), utc(last.occurred_at))
+                if folded is not None:
+                    state.freshness[source] = (utc(folded.recorded_at), utc(folded.occurred_at))
         finally:
             ahead.cancel()
         if count:

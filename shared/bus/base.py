@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from shared.envelope import Checkpoint, Envelope
 from shared.store import Committed, Tracking
@@ -24,6 +24,16 @@ class Sink(Protocol):
     async def commit(self, writes: Sequence[Any], *, tracking: Tracking | None = None) -> Committed: ...
 
     async def checkpoint(self, consumer: str) -> Checkpoint: ...
+
+
+@runtime_checkable
+class PageSink(Sink, Protocol):
+    """A sink nothing its consumer decides rests on (a read model: the handler reads nothing from
+    it), which can take several commits in one transaction: a page of events commits at once."""
+
+    async def commit_all(
+        self, commits: Sequence[tuple[Sequence[Any], Tracking | None]]
+    ) -> list[Committed]: ...
 
 
 class Bus(Protocol):

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.analytics.projections import INPUTS as ANALYTICS_INPUTS
 from services.analytics.readstore import ReadStore
 from services.analytics.rebuild import read_store_path, rebuild
 from services.comms.domain import inputs as comms_inputs
@@ -116,13 +117,13 @@ async def read_tracking(settings: Settings) -> Tracking:
 
 
 def inputs(settings: Settings) -> dict[str, Collection[str] | None]:
-    """The event types each consumer takes, as its app declares them (None: every type); the bus
-    passes the others over without a tracking record."""
+    """The event types each consumer takes, as its app declares them; the bus passes the others
+    over without a tracking record."""
     policy = load_policy(settings.policy)
     return {
         "triage": taken(TRIAGE_INPUTS),
         "comms": taken(comms_inputs(policy.comms)),
-        "analytics": None,
+        "analytics": taken(ANALYTICS_INPUTS),
     }
 
 
