@@ -42,7 +42,7 @@ from bench.__main__ import free_port, pct, process, rss_mb
 from bench.eventlog import SERVICES, TEAMS, embedded, write_log
 from services.analytics.rebuild import SOURCES, collector_paused, events_url, read_store_path, rebuild
 from shared.settings import Settings
-from shared.store import START, EventStore, open_store
+from shared.store import START, EventStore, open_store, sqlite_path
 
 ADMIN = "bench-admin"
 TARGET_P95_MS = 50.0
@@ -110,7 +110,7 @@ def counted(settings: Settings) -> dict[str, int]:
     out = {}
     for source in SOURCES:
         url = events_url(settings) if source == "analytics" else settings.store_url_for(source)
-        with sqlite3.connect(url.removeprefix("sqlite://")) as conn:
+        with sqlite3.connect(sqlite_path(url)) as conn:
             out[source] = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     return out
 

@@ -17,6 +17,7 @@ import pytest
 
 from services.analytics.projections import HIDDEN, INPUTS
 from services.analytics.readstore import ReadStore
+from shared import consumer
 from shared.auth import Credentials
 from shared.bus.base import PageSink
 from shared.consumer import RetryPolicy, deliver_page
@@ -124,6 +125,19 @@ async def test_a_page_of_several_incidents_commits_in_one_transaction_once(tmp_p
     assert len(timeline) == 3  # opened, acknowledged, resolved: once each
     assert handled(path) == sorted(env.id for env in page)
     assert checkpoint == page[-1].checkpoint
+
+
+async def test_a_long_page_commits_in_transactions_of_at_most_at_once_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read store applies a transaction on the event loop's thread: a long page is cut short."""
+    monkeypatch.setattr(consumer, "AT_ONCE", 4)
+    page = page_of(*(opened(f"i{k}") for k in range(10)))
+    async with Counted(tmp_path / "analytics.db") as reads:
+        await deliver_page(page, consumer=NAME, handler=itself, store=reads)
+        count = await reads.count()
+    assert reads.transactions == [4, 4, 2, 1]
+    assert count == 10
 
 
 async def test_a_poison_event_sends_the_page_event_by_event_and_only_it_is_set_aside(tmp_path: Path) -> None:
