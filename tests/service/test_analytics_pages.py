@@ -25,14 +25,13 @@ from shared.envelope import Envelope
 from shared.events import (
     Event,
     IncidentAcknowledged,
-    IncidentOpened,
     IncidentResolved,
     ServiceActivityRecorded,
-    Severity,
     TokenRevoked,
 )
 from shared.service import honouring_revocations, taken
 from shared.store import Committed, Tracking, Write
+from tests.service.test_analytics_views import opened
 
 T = datetime(2026, 3, 2, 10, tzinfo=UTC)
 NAME = "analytics<-intake"
@@ -54,18 +53,6 @@ def page_of(*events: Event) -> list[Envelope]:
         )
         for n, event in enumerate(events, start=1)
     ]
-
-
-def opened(incident_id: str) -> IncidentOpened:
-    return IncidentOpened(
-        incident_id=incident_id,
-        title=f"Checkout down ({incident_id})",
-        service="payments",
-        severity=Severity.CRITICAL,
-        source="test",
-        reporter="test",
-        occurred_at=T,
-    )
 
 
 def acked(incident_id: str, by: str = "ana") -> IncidentAcknowledged:
