@@ -1,9 +1,11 @@
 """The relay: publish a service's own store log to its Kafka topic (the store is the outbox).
 
 It tails the log from its checkpoint, sends a batch with the idempotent producer (key = incident id, so one
-incident's events stay in order on one partition), waits until the broker acknowledged every record, and only
-then saves its checkpoint in the store. A crash between the two re-publishes the batch: at-least-once, and
-consumers deduplicate by event id. Broker and store outages are retried with backoff, never skipped.
+incident's events stay in order on one partition), and waits until the broker acknowledged every record
+before it goes on. It saves its checkpoint in the store (a transaction of its own) once the log goes quiet,
+at most every second while records keep coming, and when it stops; a crash re-publishes what was sent since
+the last save: at-least-once, and consumers deduplicate by event id. Broker and store outages are retried
+with backoff, never skipped.
 
 With a store that offers `try_lock`/`release_lock` (PostgreSQL advisory locks), only the instance holding
 `relay:<source>` publishes, so N instances of a service run one active relay between them.
@@ -96,6 +98,8 @@ class Relay:
         *,
         batch: int = 500,
         poll: float = 0.5,
+        quiet: float = 0.1,
+        save_every: float = 1.0,
         first_backoff: float = 0.1,
         max_backoff: float = 5.0,
         lock_retry: float = 2.0,
@@ -105,6 +109,10 @@ class Relay:
         self.topic = topic if topic is not None else events_topic(store.source)
         self.batch = batch
         self.poll = poll
+        self.quiet = quiet
+        """The checkpoint is saved once the log has had nothing new for this long (seconds)..."""
+        self.save_every = save_every
+        """...and at most this often while records keep coming."""
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.lock_retry = lock_retry
@@ -122,15 +130,8 @@ class Relay:
                     continue
                 try:
                     self.active = True
-                    at = await self.store.checkpoint(RELAY_CONSUMER)
-                    log.info("relay %s: publishing after %s", self.topic, at)
-                    while await self._lock():  # a store with locks says each time whether it still holds it
-                        sent = await self._publish_after(at)
-                        delay = self.first_backoff
-                        if sent is None:
-                            await self.store.wait_for_append(self.poll, after=at)
-                        else:
-                            at = sent
+                    await self._publish()
+                    delay = self.first_backoff
                     log.warning("relay %s: lost lock %s", self.topic, self.lock_name)
                 finally:
                     self.active = False
@@ -140,19 +141,40 @@ class Relay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
 
-    async def publish_pending(self) -> int:
-        """Publish everything after the checkpoint once (no lock, no retry); the number of records sent."""
-        before = self.published
-        at = await self.store.checkpoint(RELAY_CONSUMER)
-        while (sent := await self._publish_after(at)) is not None:
-            at = sent
-        return self.published - before
+    async def _publish(self) -> None:
+        """Publish page after page while this instance holds the lock. A page shorter than `batch`
+        reached the end of the log: wait for the next append rather than read again at once."""
+        clock = asyncio.get_running_loop().time
+        at = saved = await self.store.checkpoint(RELAY_CONSUMER)
+        due = clock() + self.save_every
+        log.info("relay %s: publishing after %s", self.topic, at)
+        try:
+            while await self._lock():  # a store with locks says each time whether it still holds it
+                page = await self._publish_after(at)
+                if page:
+                    at = page[-1].checkpoint
+                if at != saved and (not page or clock() >= due):
+                    await self._save(at)
+                    saved, due = at, clock() + self.save_every
+                if len(page) < self.batch:
+                    await self.store.wait_for_append(self.poll if at == saved else self.quiet, after=at)
+        except BaseException:
+            # An outage, or a stop: keep what the broker acknowledged, if the store still can.
+            if at != saved:
+                try:
+                    await asyncio.shield(self._save(at))
+                except Exception as error:  # its next run starts from the last save: a few sent again
+                    log.warning("relay %s: could not save checkpoint: %r", self.topic, error)
+            raise
 
-    async def _publish_after(self, at: Checkpoint) -> Checkpoint | None:
-        """Send one page after `at`, wait for the broker, save the checkpoint; None when nothing was there."""
+    async def _save(self, at: Checkpoint) -> None:
+        await self.store.commit([], tracking=Tracking(RELAY_CONSUMER, None, checkpoint=at))
+
+    async def _publish_after(self, at: Checkpoint) -> list[Envelope]:
+        """Send one page after `at` and wait for the broker to acknowledge all of it; the page."""
         page = await self.store.read_all(after=at, limit=self.batch)
         if not page:
-            return None
+            return page
         t0 = time.monotonic()
         acks: list[Awaitable[Any]] = []
         try:
@@ -173,11 +195,9 @@ class Relay:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        last = page[-1].checkpoint
-        await self.store.commit([], tracking=Tracking(RELAY_CONSUMER, None, checkpoint=last))
         self.published += len(page)
         log.debug("relay %s: %d records acknowledged in %.3fs", self.topic, len(page), time.monotonic() - t0)
-        return last
+        return page
 
     async def _lock(self) -> bool:
         try_lock = getattr(self.store, "try_lock", None)

@@ -34,6 +34,7 @@ from shared.store import ConcurrencyError, EventStore, Tracking, Write
 log = logging.getLogger("lynchpin.comms.delivery")
 
 DELIVERY = "delivery"
+PAGE = 200  # events of comms' log read at a time
 
 
 def comms_stream(incident_id: str) -> str:
@@ -126,16 +127,16 @@ class Delivery:
                     assert head is not None  # finished and empty places were taken off above
                     await asyncio.wait([head], timeout=1.0)
                     continue
-                page = await self.store.read_all(after=at, limit=200)
-                if not page:
-                    await self.store.wait_for_append(0.2 if window else 1.0, after=at)
-                    continue
+                page = await self.store.read_all(after=at, limit=PAGE)
                 for env in page:
                     wanted = isinstance(env.event, NotificationPlanned | NotificationRetryRequested)
                     window.append(
                         (env.checkpoint, asyncio.create_task(self._deliver(env)) if wanted else None)
                     )
-                at = page[-1].checkpoint
+                if page:
+                    at = page[-1].checkpoint
+                if len(page) < PAGE:  # the end of the log: wait for more rather than read again at once
+                    await self.store.wait_for_append(0.2 if window else 1.0, after=at)
         finally:
             for _, task in window:
                 if task is not None:

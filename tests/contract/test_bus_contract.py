@@ -26,7 +26,7 @@ from shared.consumer import RetryPolicy
 from shared.envelope import Envelope
 from shared.events import EventDeadLettered, IncidentAcknowledged, IncidentResolved
 from shared.relay import RELAY_CONSUMER, Outbox, Relay, dlq_topic, ensure_topics, events_topic, make_producer
-from shared.store import START, ConcurrencyError, EventStore, StoreUnavailable, Tracking, Write
+from shared.store import START, Committed, ConcurrencyError, EventStore, StoreUnavailable, Tracking, Write
 from shared.store.memory import MemoryStore
 from shared.store.sqlite import SqliteStore
 
@@ -615,6 +615,45 @@ async def test_the_relay_waits_out_a_broker_outage_and_saves_its_checkpoint_only
     assert producer.ids() == [e.id for e in first + second]
     topic, key, _ = producer.records[0]
     assert (topic, key) == ("lynchpin.intake.events", b"i0")
+
+
+class CountingSaves(MemoryStore):
+    """Counts the relay's checkpoint saves (a transaction each)."""
+
+    def __init__(self) -> None:
+        super().__init__(source="intake")
+        self.saves = 0
+
+    async def commit(self, writes: Sequence[Write], *, tracking: Tracking | None = None) -> Committed:
+        if tracking is not None and tracking.consumer == RELAY_CONSUMER:
+            self.saves += 1
+        return await super().commit(writes, tracking=tracking)
+
+
+async def test_the_relay_saves_its_checkpoint_once_quiet_not_after_every_page() -> None:
+    """While records keep coming (one every 10 ms, each read as a page of its own) the checkpoint is
+    saved at most every `save_every`; once the log goes quiet it is saved at once."""
+    store = CountingSaves()
+    producer = FakeProducer()
+    relay = Relay(store, producer, poll=0.02, quiet=0.25, save_every=10.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        sent: list[Envelope] = []
+        for _ in range(30):
+            sent += await append_acks(store, 1)
+            await asyncio.sleep(0.01)
+        assert len(producer.records) >= 10  # published as they came
+        assert store.saves == 0
+        await eventually(
+            lambda: _true_async(store.checkpoint(RELAY_CONSUMER), sent[-1].checkpoint),
+            what="saved once quiet",
+        )
+        assert store.saves == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert producer.ids() == [e.id for e in sent]
 
 
 @asynccontextmanager
