@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from shared.bus.embedded import EmbeddedBus
 from shared.envelope import Envelope
 from shared.events import IncidentAcknowledged
@@ -124,3 +126,36 @@ async def _all(store: MemoryStore) -> Any:
         for env in page:
             yield env
         at = page[-1].checkpoint
+
+
+class CountingPages(MemoryStore):
+    """A source's store noting how many events each non-empty read handed over."""
+
+    def __init__(self) -> None:
+        super().__init__(source="intake")
+        self.pages: list[int] = []
+
+    async def read_all(self, after: tuple[int, int] = START, limit: int = 1000) -> list[Envelope]:
+        page = await super().read_all(after=after, limit=limit)
+        if page:
+            self.pages.append(len(page))
+        return page
+
+
+@pytest.mark.parametrize("linger", [0.0, 0.2])
+async def test_a_lingering_follower_reads_what_came_meanwhile_as_one_page(linger: float) -> None:
+    """Woken by an append, a follower with `linger` waits before reading: a burst arrives as one page
+    (without, the first event of the burst is read on its own)."""
+    source, sink = CountingPages(), CountingSink()
+    handled: list[str] = []
+    bus = EmbeddedBus({"intake": source}, poll=0.05, linger=linger)
+    async with source, sink, following(bus, sink, handled):
+        await asyncio.sleep(0.1)  # the follower found nothing and waits
+        sent = await publish(source, 0)
+        await asyncio.sleep(0.05)
+        for n in range(1, 5):
+            sent += await publish(source, n)
+        await until(lambda: len(handled) == 5)
+    assert sum(source.pages) == 5
+    assert source.pages == [5] if linger else source.pages[0] == 1
+    assert handled == [e.id for e in sent]
