@@ -138,23 +138,15 @@ async def decide(handler: Handler, env: Envelope) -> list[Any]:
 
 
 async def _at_once(
-    page: Sequence[Envelope],
-    name: Callable[[Envelope], str],
-    handler: Handler,
-    store: PageSink,
-    inputs: Collection[str] | None,
+    events: Sequence[Envelope], name: Callable[[Envelope], str], handler: Handler, store: PageSink
 ) -> bool:
-    """The page's events in few commits (`AT_ONCE` events each), each event with its tracking
-    record: no event waits for another's commit, since nothing the handler decides rests on the
-    store. False when a handler or a commit failed (a poison event, a projection bug): the page then
-    goes event by event, where retries and dead letters find the culprit (what did commit is a no-op
-    the second time)."""
+    """The events of a page the consumer takes, in page order, in few commits (`AT_ONCE` events
+    each), each event with its tracking record: no event waits for another's commit, since nothing
+    the handler decides rests on the store. False when a handler or a commit failed (a poison event,
+    a projection bug): the page then goes event by event, where retries and dead letters find the
+    culprit (what did commit is a no-op the second time)."""
     try:
-        commits = [
-            (await decide(handler, env), Tracking(name(env), env.id))
-            for env in page
-            if inputs is None or env.type in inputs
-        ]
+        commits = [(await decide(handler, env), Tracking(name(env), env.id)) for env in events]
         for start in range(0, len(commits), AT_ONCE):
             await store.commit_all(commits[start : start + AT_ONCE])
     except StoreUnavailable:
@@ -162,8 +154,8 @@ async def _at_once(
     except Exception as error:
         log.warning(
             "%s: a page of %d events failed to commit at once (%r): one by one",
-            name(page[0]),
-            len(page),
+            name(events[0]),
+            len(events),
             error,
         )
         return False
@@ -224,10 +216,12 @@ async def deliver_page(
         return
     name = consumer if callable(consumer) else _named(consumer)
     incidents: dict[str | None, list[Envelope]] = {}
+    taken: list[Envelope] = []
     passed_over: list[Envelope] = []
     for env in page:
         if inputs is None or env.type in inputs:
             incidents.setdefault(env.partition_key, []).append(env)
+            taken.append(env)
         else:
             passed_over.append(env)
     handlers = asyncio.Semaphore(parallel)
@@ -244,10 +238,9 @@ async def deliver_page(
     for env in passed_over:
         done(env)
 
-    if isinstance(store, PageSink) and incidents and await _at_once(page, name, handler, store, inputs):
-        for env in page:
-            if inputs is None or env.type in inputs:
-                done(env)
+    if isinstance(store, PageSink) and taken and await _at_once(taken, name, handler, store):
+        for env in taken:
+            done(env)
         if checkpoint:
             last = page[-1]
             await store.commit([], tracking=Tracking(name(last), None, last.checkpoint))

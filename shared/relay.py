@@ -118,11 +118,11 @@ class Relay:
         self.lock_retry = lock_retry
         self.lock_name = f"relay:{store.source}"
         self.published = 0
+        self._backoff = first_backoff
         self.active = False
 
     async def run(self) -> None:
         """Publish forever (until cancelled). Never raises for broker or store outages."""
-        delay = self.first_backoff
         while True:
             try:
                 if not await self._lock():
@@ -131,15 +131,14 @@ class Relay:
                 try:
                     self.active = True
                     await self._publish()
-                    delay = self.first_backoff
                     log.warning("relay %s: lost lock %s", self.topic, self.lock_name)
                 finally:
                     self.active = False
                     await self._unlock()
             except (StoreUnavailable, KafkaError) as error:
-                log.warning("relay %s: %r; retrying in %.1fs", self.topic, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                log.warning("relay %s: %r; retrying in %.1fs", self.topic, error, self._backoff)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, self.max_backoff)
 
     async def _publish(self) -> None:
         """Publish page after page while this instance holds the lock. A page shorter than `batch`
@@ -151,6 +150,7 @@ class Relay:
         try:
             while await self._lock():  # a store with locks says each time whether it still holds it
                 page = await self._publish_after(at)
+                self._backoff = self.first_backoff  # the broker and the store answered
                 if page:
                     at = page[-1].checkpoint
                 if at != saved and (not page or clock() >= due):
