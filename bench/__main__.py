@@ -293,8 +293,8 @@ def backlog(data: Path) -> int:
             if consumer == "analytics"
             else sqlite_path(settings.store_url_for(consumer))
         )
-        types = sorted(takes[consumer] or ())
-        where = f" WHERE type IN ({', '.join('?' * len(types))})" if types else ""
+        types = sorted(takes[consumer])
+        where = f" WHERE type IN ({', '.join('?' * len(types))})"
         for source in sources:
             events = count(
                 sqlite_path(settings.store_url_for(source)), f"SELECT count(*) FROM events{where}", *types

@@ -43,8 +43,9 @@ class EmbeddedBus:
         self.quiet = quiet
         """...and once its source's log has had nothing new for this long."""
         self.linger = linger
-        """Woken by an append after a wait, a follower lets this long pass before it reads: for a
-        consumer off the alert's path (analytics), fuller pages and fewer transactions."""
+        """After each wait for its source's log (woken by an append, or at the end of the wait), a
+        follower lets this long pass before it reads: for a consumer off the alert's path
+        (analytics), fuller pages and fewer transactions."""
         self._lag: dict[str, int] = {}
         self._stack = AsyncExitStack()
 

@@ -116,7 +116,7 @@ async def read_tracking(settings: Settings) -> Tracking:
     return out
 
 
-def inputs(settings: Settings) -> dict[str, Collection[str] | None]:
+def inputs(settings: Settings) -> dict[str, Collection[str]]:
     """The event types each consumer takes, as its app declares them; the bus passes the others
     over without a tracking record."""
     policy = load_policy(settings.policy)
@@ -128,7 +128,7 @@ def inputs(settings: Settings) -> dict[str, Collection[str] | None]:
 
 
 def behind(
-    logs: Mapping[str, list[Envelope]], tracking: Tracking, takes: Mapping[str, Collection[str] | None]
+    logs: Mapping[str, list[Envelope]], tracking: Tracking, takes: Mapping[str, Collection[str]]
 ) -> dict[str, int]:
     """Per consumer name (`comms<-intake`...), how many of the source's events it takes it has not
     handled yet."""
@@ -137,9 +137,7 @@ def behind(
         types = takes[consumer]
         for source in sources:
             name = tracking_name(consumer, source)
-            out[name] = sum(
-                not tracking.covers(name, env) for env in logs[source] if types is None or env.type in types
-            )
+            out[name] = sum(not tracking.covers(name, env) for env in logs[source] if env.type in types)
     return out
 
 
