@@ -20,7 +20,7 @@ from services.analytics.readstore import ReadStore
 from shared import consumer
 from shared.auth import Credentials
 from shared.bus.base import PageSink
-from shared.consumer import RetryPolicy, deliver_page
+from shared.consumer import RetryPolicy, deliver_page, takes_pages
 from shared.envelope import Envelope
 from shared.events import (
     Event,
@@ -31,6 +31,7 @@ from shared.events import (
 )
 from shared.service import honouring_revocations, taken
 from shared.store import Committed, Tracking, Write
+from shared.store.memory import MemoryStore
 from tests.service.test_analytics_views import opened
 
 T = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -91,12 +92,19 @@ def dead_letters(path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
 
+def test_only_a_read_store_takes_pages(tmp_path: Path) -> None:
+    """An event store decides with what it holds: its events go one by one, never a page at once."""
+    assert takes_pages(ReadStore(tmp_path / "analytics.db"))
+    assert takes_pages(Counted(tmp_path / "counted.db"))  # a subclass, remembered apart
+    assert not takes_pages(MemoryStore(source="intake"))
+
+
 async def test_a_page_of_several_incidents_commits_in_one_transaction_once(tmp_path: Path) -> None:
     path = tmp_path / "analytics.db"
     page = page_of(opened("i1"), opened("i2"), acked("i1"), opened("i3"), resolved("i1"), acked("i2"))
     done: list[str] = []
     async with Counted(path) as reads:
-        assert isinstance(reads, PageSink)
+        assert isinstance(reads, PageSink) and takes_pages(reads)
         await deliver_page(
             page, consumer=NAME, handler=itself, store=reads, handled=lambda e: done.append(e.id)
         )
