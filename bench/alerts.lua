@@ -1,5 +1,7 @@
 -- wrk script: POST canonical alerts. DEDUP=distinct gives every request its own dedup key;
 -- DEDUP=storm sends copies of one alert. Counts non-202 answers so the bench can refuse them.
+-- ALERTS=N: once N answers are in, says ENOUGH on its output and stops sending (the bench then
+-- interrupts wrk, whose summary covers the time until then).
 local threads = {}
 
 function setup(thread)
@@ -9,7 +11,9 @@ end
 
 function init(args)
   counter = 0
+  answered = 0
   failures = 0
+  enough = tonumber(os.getenv("ALERTS") or "0")
   mode = os.getenv("DEDUP") or "distinct"
   tag = os.getenv("TAG") or "bench"
   wrk.headers["Content-Type"] = "application/json"
@@ -30,6 +34,12 @@ end
 function response(status, headers, body)
   if status ~= 202 then
     failures = failures + 1
+  end
+  answered = answered + 1
+  if answered == enough then
+    io.write("ENOUGH\n")
+    io.flush()
+    wrk.thread:stop()
   end
 end
 
