@@ -349,7 +349,14 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
             results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}", pid=proc.pid))
             caught_up = settle(Path(tmp))
             alerts = results["distinct"][-1].requests + results["storm"][-1].requests
-            settled.append({"alerts": alerts, "seconds": time.monotonic() - began, "catch_up_s": caught_up})
+            settled.append(
+                {
+                    "alerts": alerts,
+                    "seconds": time.monotonic() - began,
+                    "catch_up_s": caught_up,
+                    "left": backlog(Path(tmp)),  # 0 unless `settle` gave up waiting
+                }
+            )
             incidents_after_storm.append(storm_incidents(analytics))
             latencies += asyncio.run(visible_latency(intake, analytics, args.samples // args.runs))
             peak = max(peak, rss_mb(proc.pid))
@@ -428,6 +435,7 @@ def report(r: dict[str, Any]) -> str:
         *(
             f"  {t['alerts']} alerts in {t['seconds']:.1f} s ({t['catch_up_s']:.1f} s after the load"
             f" stopped): {t['alerts_per_s']:.0f} alerts/s"
+            + (f"; {t['left']} events still not handled when it gave up waiting" if t.get("left") else "")
             for t in r.get("settled", [])
         ),
         f"\nAlert -> visible in analytics (with its priority), {v['samples']} sequential alerts, once"

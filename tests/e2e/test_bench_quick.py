@@ -39,7 +39,6 @@ def ingest_measured(ingest: dict[str, Any], alerts: int) -> None:
         row = ingest[workload]
         assert row["requests"] >= alerts, (workload, row)
         assert row["rate"] > 0 and row["vs_noop"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
-    assert ingest["noop"]["vs_noop"] == 1.0
 
 
 def every_notification_arrived(deliveries: list[dict[str, Any]]) -> None:
@@ -54,7 +53,7 @@ def test_embedded_figures(figures: tuple[dict[str, Any], Path]) -> None:
     assert e["storm_incidents"] == [1]
     every_notification_arrived(e["delivery"])
     (settled,) = e["settled"]
-    assert settled["alerts"] == e["ingest"]["distinct"]["requests"] + e["ingest"]["storm"]["requests"]
+    assert settled["left"] == 0, settled  # every consumer handled every event it takes
     assert e["visible_ms"]["samples"] > 0 and e["peak_rss_mb"] > 0
 
 
