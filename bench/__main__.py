@@ -325,12 +325,13 @@ def backlog(data: Path) -> int:
     return left
 
 
-def settle(data: Path, timeout: float = 600) -> float:
-    """Wait until every consumer has handled every event it takes; returns the seconds waited."""
+def settle(data: Path, timeout: float = 600) -> tuple[float, int]:
+    """Wait until every consumer has handled every event it takes; the seconds waited, and the
+    events still not handled (0 unless it gave up after `timeout`)."""
     began = time.monotonic()
-    while backlog(data) and time.monotonic() < began + timeout:
+    while (left := backlog(data)) and time.monotonic() < began + timeout:
         time.sleep(0.5)
-    return time.monotonic() - began
+    return time.monotonic() - began, left
 
 
 def embedded(args: argparse.Namespace) -> dict[str, Any]:
@@ -347,14 +348,14 @@ def embedded(args: argparse.Namespace) -> dict[str, Any]:
             began = time.monotonic()
             results["distinct"].append(load(intake, args, duplicate=False, tag=f"d{run}", pid=proc.pid))
             results["storm"].append(load(intake, args, duplicate=True, tag=f"s{run}", pid=proc.pid))
-            caught_up = settle(Path(tmp))
+            caught_up, left = settle(Path(tmp))
             alerts = results["distinct"][-1].requests + results["storm"][-1].requests
             settled.append(
                 {
                     "alerts": alerts,
                     "seconds": time.monotonic() - began,
                     "catch_up_s": caught_up,
-                    "left": backlog(Path(tmp)),  # 0 unless `settle` gave up waiting
+                    "left": left,
                 }
             )
             incidents_after_storm.append(storm_incidents(analytics))
